@@ -1,0 +1,2 @@
+#include <iostream>
+int main() { std::cout << "kd\n"; return 0; }
