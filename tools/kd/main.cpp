@@ -1,2 +1,61 @@
+// kd: knowledge distillation from the command line. `kd --help` lists the commands.
 #include <iostream>
-int main() { std::cout << "kd\n"; return 0; }
+
+#include "command.h"
+#include "kd/error.h"
+#include "kd/util/log.h"
+
+namespace kd::cli {
+
+void CommonOptions::add_to(CLI::App& app) {
+  app.add_option("--threads", threads, "intra-op CPU threads (0 = all cores)")->capture_default_str();
+  app.add_flag("--no-progress", no_progress, "do not draw progress bars");
+  app.add_option("--log-level", log_level, "debug, info, warn, error")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+}
+
+void CommonOptions::apply() const {
+  if (threads > 0) torch::set_num_threads(threads);
+  set_log_level(parse_log_level(log_level));
+}
+
+std::vector<std::unique_ptr<Command>> all_commands() {
+  std::vector<std::unique_ptr<Command>> commands;
+  commands.push_back(make_train_teacher_command());
+  return commands;
+}
+
+}  // namespace kd::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"kd: knowledge distillation for text classifiers, from teacher fine-tuning to a small student"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "kd 0.1.0");
+  auto commands = kd::cli::all_commands();
+  std::vector<std::pair<CLI::App*, kd::cli::Command*>> subs;
+  for (auto& c : commands) {
+    CLI::App* sub = app.add_subcommand(c->name(), c->help());
+    c->add_options(*sub);
+    subs.emplace_back(sub, c.get());
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    for (auto& [sub, cmd] : subs)
+      if (sub->parsed()) return cmd->run();
+  } catch (const kd::Error& e) {
+    std::cerr << "kd: error: " << e.what() << "\n";
+    return e.exit_code();
+  } catch (const c10::Error& e) {
+    std::cerr << "kd: error: " << e.what_without_backtrace() << "\n";
+    return 10;
+  } catch (const std::exception& e) {
+    std::cerr << "kd: error: " << e.what() << "\n";
+    return 10;
+  }
+  return 0;
+}

@@ -1,0 +1,48 @@
+// A BERT-family encoder with a classification head as a kd TextClassifier. Its checkpoint folder is a
+// Hugging Face BertForSequenceClassification folder (config.json with id2label, model.safetensors,
+// vocab.txt + tokenizer_config.json) plus kd's labels.json and kd.json, so both kd and transformers
+// load it.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "kd/models/bert.h"
+#include "kd/models/text_classifier.h"
+
+namespace kd {
+
+struct BertTeacherOptions {
+  std::string path;                // Hugging Face checkpoint folder (pretrained encoder or fine-tuned)
+  int64_t max_length = 128;        // tokens per example after truncation
+  double classifier_dropout = -1;  // < 0: the encoder's hidden_dropout_prob
+};
+
+class BertTeacher : public TextClassifier {
+ public:
+  // A pretrained encoder with a fresh head for `labels` (classifier initialised as in transformers:
+  // normal(0, 0.02) weights, zero bias; the pooler too when the checkpoint has none).
+  static std::unique_ptr<BertTeacher> from_pretrained(const BertTeacherOptions& options, const LabelVocab& labels);
+  // A fine-tuned kd/transformers classification folder; labels from labels.json or config id2label.
+  static std::unique_ptr<BertTeacher> load(const std::string& dir, int64_t max_length = 0);
+
+  ModelOutput forward(const Batch& batch, bool features = false) override;
+  torch::nn::Module& module() override { return *model_; }
+  const WordPieceTokenizer& tokenizer() const override { return tokenizer_; }
+  const LabelVocab& labels() const override { return labels_; }
+  int64_t max_length() const override { return max_length_; }
+  std::string type() const override { return "bert"; }
+  void save(const std::string& dir) const override;
+
+  BertClassifier& model() { return model_; }
+
+ private:
+  BertTeacher(BertClassifier model, WordPieceTokenizer tokenizer, LabelVocab labels, int64_t max_length);
+
+  BertClassifier model_;
+  WordPieceTokenizer tokenizer_;
+  LabelVocab labels_;
+  int64_t max_length_;
+};
+
+}  // namespace kd

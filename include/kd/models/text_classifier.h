@@ -1,0 +1,34 @@
+// The interface the trainer, evaluation and (later) distillation use for any text classifier, teacher
+// or student: a batch in, a ModelOutput out, and a self-describing checkpoint folder.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+#include "kd/data/batch.h"
+#include "kd/data/label_vocab.h"
+#include "kd/models/model_output.h"
+#include "kd/text/wordpiece_tokenizer.h"
+
+namespace kd {
+
+class TextClassifier {
+ public:
+  virtual ~TextClassifier() = default;
+
+  // logits (B, C); per-layer features only when `features` is set (they cost memory).
+  virtual ModelOutput forward(const Batch& batch, bool features = false) = 0;
+  // The trainable module (parameters, train()/eval(), to(device)).
+  virtual torch::nn::Module& module() = 0;
+
+  virtual const WordPieceTokenizer& tokenizer() const = 0;
+  virtual const LabelVocab& labels() const = 0;
+  virtual int64_t max_length() const = 0;  // tokens per example, special tokens included
+  virtual std::string type() const = 0;    // registry key, e.g. "bert"
+
+  // Writes the complete model folder into `dir` (an existing, empty staging folder).
+  virtual void save(const std::string& dir) const = 0;
+};
+
+}  // namespace kd

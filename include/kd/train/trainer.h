@@ -1,0 +1,77 @@
+// The supervised training loop shared by teacher fine-tuning and (later) student distillation:
+// length-bucketed batches, AdamW with linear warmup/decay, gradient accumulation and clipping,
+// periodic evaluation with the best model kept, and checkpoints that a later run resumes from.
+//
+// Run folder layout (run_dir):
+//   best/             the best model so far (a complete model folder, see TextClassifier::save)
+//   last/             resume checkpoint: model folder + optimizer.pt + rng.pt + trainer_state.json
+//   metrics.json      every evaluation so far
+// Every folder and file is written to a temporary name and renamed, so an interrupted run never
+// leaves a half-written checkpoint.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kd/data/text_dataset.h"
+#include "kd/models/text_classifier.h"
+#include "kd/train/optimizer.h"
+
+namespace kd {
+
+struct TrainerOptions {
+  std::string run_dir;
+  int64_t epochs = 3;
+  int64_t batch_size = 32;
+  int64_t eval_batch_size = 128;
+  int64_t grad_accum = 1;          // micro-batches per optimizer step
+  int64_t eval_every = 0;          // optimizer steps between evaluations; 0: at the end of each epoch only
+  int64_t checkpoint_every = 200;  // optimizer steps between resume checkpoints; 0: end of epoch only
+  uint64_t seed = 13;
+  bool resume = false;             // continue from run_dir/last
+  bool progress = true;
+  OptimizerOptions optim;
+};
+
+// The objective for one batch: a scalar. Teacher fine-tuning uses the cross-entropy on labels.
+using LossFn = std::function<torch::Tensor(const ModelOutput& output, const Batch& batch)>;
+
+struct EvalRecord {
+  int64_t step = 0;       // optimizer steps done
+  double epoch = 0;       // fractional epoch
+  double accuracy = 0, macro_f1 = 0, loss = 0;
+  double train_seconds = 0;  // training time so far, evaluations excluded
+  nlohmann::json to_json() const;
+  static EvalRecord from_json(const nlohmann::json& j);
+};
+
+struct TrainResult {
+  EvalRecord best;
+  std::vector<EvalRecord> history;
+  int64_t steps = 0;
+  double train_seconds = 0;  // training time of all runs of this run folder, evaluations excluded
+  double wall_seconds = 0;   // this process: training + evaluation + checkpoints
+};
+
+class Trainer {
+ public:
+  Trainer(TextClassifier& model, TrainerOptions options, LossFn loss);
+  TrainResult fit(const TextDataset& train, const TextDataset& valid);
+
+ private:
+  TextClassifier& model_;
+  TrainerOptions options_;
+  LossFn loss_;
+};
+
+// Cross-entropy over labelled rows (label >= 0); logits (B, C), labels (B).
+torch::Tensor classification_loss(const ModelOutput& output, const Batch& batch);
+
+// Parameters and buffers of `module` to/from a safetensors file, names as in named_parameters().
+void save_module_state(const torch::nn::Module& module, const std::string& path);
+void load_module_state(torch::nn::Module& module, const std::string& path);
+
+}  // namespace kd

@@ -1,0 +1,42 @@
+// A named table of factories, one per kind of thing the config can build (teachers, students,
+// losses). Keys are the config's `type:` values; an unknown key is a ConfigError listing the known.
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+
+#include "kd/error.h"
+
+namespace kd {
+
+template <typename Factory>
+class Registry {
+ public:
+  explicit Registry(std::string kind) : kind_(std::move(kind)) {}
+
+  Registry& add(const std::string& key, Factory factory) {
+    entries_.emplace(key, std::move(factory));
+    return *this;
+  }
+
+  // `where` names the config key for the error message, e.g. "teacher.yaml: key 'model.type' (line 3)".
+  const Factory& get(const std::string& key, const std::string& where) const {
+    auto it = entries_.find(key);
+    if (it == entries_.end())
+      throw ConfigError(located(where, "unknown " + kind_ + " type '" + key + "'", "known types: " + known()));
+    return it->second;
+  }
+
+  std::string known() const {
+    std::string s;
+    for (const auto& [k, v] : entries_) s += (s.empty() ? "" : ", ") + k;
+    return s;
+  }
+
+ private:
+  std::string kind_;
+  std::map<std::string, Factory> entries_;
+};
+
+}  // namespace kd

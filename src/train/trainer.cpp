@@ -1,0 +1,250 @@
+#include "kd/train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "kd/data/bucket_batcher.h"
+#include "kd/error.h"
+#include "kd/eval/evaluate.h"
+#include "kd/io/atomic_file.h"
+#include "kd/io/safetensors.h"
+#include "kd/util/log.h"
+#include "kd/util/progress_bar.h"
+
+namespace fs = std::filesystem;
+
+namespace kd {
+
+nlohmann::json EvalRecord::to_json() const {
+  return {{"step", step}, {"epoch", epoch}, {"accuracy", accuracy}, {"macro_f1", macro_f1},
+          {"loss", loss}, {"train_seconds", train_seconds}};
+}
+
+EvalRecord EvalRecord::from_json(const nlohmann::json& j) {
+  EvalRecord r;
+  r.step = j.at("step").get<int64_t>();
+  r.epoch = j.at("epoch").get<double>();
+  r.accuracy = j.at("accuracy").get<double>();
+  r.macro_f1 = j.at("macro_f1").get<double>();
+  r.loss = j.at("loss").get<double>();
+  r.train_seconds = j.at("train_seconds").get<double>();
+  return r;
+}
+
+torch::Tensor classification_loss(const ModelOutput& output, const Batch& batch) {
+  // ignore_index -1 drops unlabelled rows from the mean.
+  return torch::nn::functional::cross_entropy(output.logits, batch.labels,
+                                              torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-1));
+}
+
+void save_module_state(const torch::nn::Module& module, const std::string& path) {
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (const auto& p : module.named_parameters()) tensors.emplace_back(p.key(), p.value().detach());
+  for (const auto& b : module.named_buffers()) tensors.emplace_back(b.key(), b.value().detach());
+  save_safetensors(path, tensors);
+}
+
+void load_module_state(torch::nn::Module& module, const std::string& path) {
+  SafeTensorsFile file(path);
+  torch::NoGradGuard no_grad;
+  auto copy = [&](const std::string& name, torch::Tensor& dst) {
+    if (!file.contains(name)) throw FormatError(located(path, "missing tensor '" + name + "'"));
+    auto src = file.load(name, dst.scalar_type());
+    if (src.sizes() != dst.sizes())
+      throw FormatError(located(path, "tensor '" + name + "' has the wrong shape"));
+    dst.copy_(src);
+  };
+  for (auto& p : module.named_parameters()) copy(p.key(), p.value());
+  for (auto& b : module.named_buffers()) copy(b.key(), b.value());
+}
+
+namespace {
+
+struct ResumeState {
+  int64_t epoch = 0;        // epoch in progress
+  int64_t next_batch = 0;   // first batch of that epoch not yet trained on
+  int64_t step = 0;         // optimizer steps done
+  double train_seconds = 0;
+  std::vector<EvalRecord> history;
+  EvalRecord best;
+  bool has_best = false;
+};
+
+nlohmann::json to_json(const ResumeState& s, const TrainerOptions& o) {
+  nlohmann::json h = nlohmann::json::array();
+  for (const auto& r : s.history) h.push_back(r.to_json());
+  nlohmann::json j = {{"epoch", s.epoch}, {"next_batch", s.next_batch}, {"step", s.step},
+                      {"train_seconds", s.train_seconds}, {"history", h}, {"has_best", s.has_best},
+                      {"best", s.best.to_json()},
+                      // What must not change between a run and its resumption.
+                      {"batch_size", o.batch_size}, {"grad_accum", o.grad_accum}, {"seed", o.seed},
+                      {"epochs", o.epochs}};
+  return j;
+}
+
+void write_metrics(const fs::path& run, const ResumeState& s) {
+  nlohmann::json h = nlohmann::json::array();
+  for (const auto& r : s.history) h.push_back(r.to_json());
+  write_json_atomic((run / "metrics.json").string(),
+                    {{"history", h}, {"best", s.has_best ? s.best.to_json() : nlohmann::json()}});
+}
+
+}  // namespace
+
+Trainer::Trainer(TextClassifier& model, TrainerOptions options, LossFn loss)
+    : model_(model), options_(std::move(options)), loss_(std::move(loss)) {}
+
+TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
+  const auto wall_start = std::chrono::steady_clock::now();
+  const TrainerOptions& o = options_;
+  if (o.batch_size < 1 || o.grad_accum < 1 || o.epochs < 1 || o.eval_batch_size < 1)
+    throw ConfigError("train: batch_size, eval_batch_size, grad_accum and epochs must be >= 1");
+  if (train.size() == 0) throw DataError(located(train.source(), "the training set is empty"));
+  if (valid.size() == 0) throw DataError(located(valid.source(), "the validation set is empty"));
+  const fs::path run(o.run_dir);
+  fs::create_directories(run);
+
+  torch::manual_seed(static_cast<uint64_t>(o.seed));
+  auto& module = model_.module();
+  module.train();
+  auto optimizer = make_adamw(module, o.optim);
+
+  BucketBatcherOptions bo;
+  bo.batch_size = o.batch_size;
+  bo.seed = o.seed;
+  BucketBatcher batcher(train, bo, model_.tokenizer().pad_id());
+  const int64_t batches_per_epoch = batcher.num_batches();
+  const int64_t steps_per_epoch = (batches_per_epoch + o.grad_accum - 1) / o.grad_accum;
+  const int64_t total_steps = steps_per_epoch * o.epochs;
+  LinearSchedule schedule(o.optim.lr, static_cast<int64_t>(o.optim.warmup_ratio * total_steps), total_steps);
+
+  ResumeState state;
+  const fs::path last = run / "last";
+  if (o.resume) {
+    if (!fs::exists(last / "trainer_state.json"))
+      throw IoError(located(last.string(), "no checkpoint to resume from", "start without --resume"));
+    const auto j = read_json((last / "trainer_state.json").string());
+    for (const char* key : {"batch_size", "grad_accum", "seed", "epochs"}) {
+      if (j.at(key) != to_json(state, o).at(key))
+        throw ConfigError(located((last / "trainer_state.json").string(),
+                                  std::string("train.") + key + " differs from the interrupted run",
+                                  "resume with the same settings"));
+    }
+    state.epoch = j.at("epoch").get<int64_t>();
+    state.next_batch = j.at("next_batch").get<int64_t>();
+    state.step = j.at("step").get<int64_t>();
+    state.train_seconds = j.at("train_seconds").get<double>();
+    for (const auto& r : j.at("history")) state.history.push_back(EvalRecord::from_json(r));
+    state.has_best = j.at("has_best").get<bool>();
+    state.best = EvalRecord::from_json(j.at("best"));
+    load_module_state(module, (last / "model.safetensors").string());
+    torch::load(*optimizer, (last / "optimizer.pt").string());
+    torch::Tensor rng;
+    torch::load(rng, (last / "rng.pt").string());
+    auto gen = at::detail::getDefaultCPUGenerator();
+    gen.set_state(rng);
+    log_info(strf("resuming from %s at epoch %lld batch %lld (step %lld)", last.string().c_str(),
+                  static_cast<long long>(state.epoch + 1), static_cast<long long>(state.next_batch),
+                  static_cast<long long>(state.step)));
+  }
+
+  auto save_last = [&]() {
+    StagedDir dir(last);
+    save_module_state(module, dir.file("model.safetensors"));
+    torch::save(*optimizer, dir.file("optimizer.pt"));
+    torch::save(at::detail::getDefaultCPUGenerator().get_state(), dir.file("rng.pt"));
+    write_json_atomic(dir.file("trainer_state.json"), to_json(state, o));
+    dir.commit();
+  };
+
+  auto run_eval = [&](double epoch) {
+    auto ev = evaluate(model_, valid, o.eval_batch_size);
+    EvalRecord r;
+    r.step = state.step;
+    r.epoch = epoch;
+    r.accuracy = ev.confusion.accuracy();
+    r.macro_f1 = ev.confusion.macro_f1();
+    r.loss = ev.mean_loss;
+    r.train_seconds = state.train_seconds;
+    state.history.push_back(r);
+    const bool better = !state.has_best || r.accuracy > state.best.accuracy;
+    if (better) {
+      state.best = r;
+      state.has_best = true;
+      StagedDir dir(run / "best");
+      model_.save(dir.path().string());
+      dir.commit();
+    }
+    write_metrics(run, state);
+    log_info(strf("epoch %.2f step %lld/%lld: valid accuracy %.4f macro-F1 %.4f loss %.4f%s", epoch,
+                  static_cast<long long>(state.step), static_cast<long long>(total_steps), r.accuracy, r.macro_f1,
+                  r.loss, better ? " (best so far, saved)" : ""));
+  };
+
+  log_info(strf("training: %zu examples, %lld batches/epoch, %lld optimizer steps, %d threads", train.size(),
+                static_cast<long long>(batches_per_epoch), static_cast<long long>(total_steps),
+                torch::get_num_threads()));
+  for (; state.epoch < o.epochs; ++state.epoch, state.next_batch = 0) {
+    const auto plan = batcher.epoch_plan(state.epoch);
+    ProgressBar bar("epoch " + std::to_string(state.epoch + 1) + "/" + std::to_string(o.epochs), batches_per_epoch,
+                    "batch", o.progress);
+    bar.set_position(state.next_batch);
+    auto seg_start = std::chrono::steady_clock::now();
+    double loss_avg = 0;
+    for (int64_t b = state.next_batch; b < batches_per_epoch; ++b) {
+      Batch batch = batcher.collate(plan[static_cast<size_t>(b)]);
+      auto output = model_.forward(batch);
+      auto loss = loss_(output, batch);
+      const double value = loss.item<double>();
+      if (!std::isfinite(value))
+        throw TrainError("loss is " + std::string(std::isnan(value) ? "NaN" : "Inf") + " at epoch " +
+                         std::to_string(state.epoch + 1) + " batch " + std::to_string(b) + " (step " +
+                         std::to_string(state.step) + "); the last good checkpoint is in " + last.string() +
+                         " (hint: lower train.lr or raise train.warmup)");
+      (o.grad_accum > 1 ? loss / static_cast<double>(o.grad_accum) : loss).backward();
+      loss_avg = b == state.next_batch ? value : 0.98 * loss_avg + 0.02 * value;
+      const bool boundary = (b + 1) % o.grad_accum == 0 || b + 1 == batches_per_epoch;
+      if (boundary) {
+        if (o.optim.clip_norm > 0) torch::nn::utils::clip_grad_norm_(module.parameters(), o.optim.clip_norm);
+        schedule.apply(*optimizer, state.step);
+        optimizer->step();
+        optimizer->zero_grad();
+        ++state.step;
+        state.next_batch = b + 1;
+        const bool want_eval = o.eval_every > 0 && state.step % o.eval_every == 0;
+        const bool want_ckpt = o.checkpoint_every > 0 && state.step % o.checkpoint_every == 0;
+        if (want_eval || want_ckpt || b + 1 == batches_per_epoch) {
+          auto now = std::chrono::steady_clock::now();
+          state.train_seconds += std::chrono::duration<double>(now - seg_start).count();
+          if (want_eval || b + 1 == batches_per_epoch) {
+            run_eval(static_cast<double>(state.epoch) + static_cast<double>(b + 1) / batches_per_epoch);
+          }
+          if (b + 1 == batches_per_epoch) {
+            state.next_batch = 0;  // the saved state points at the start of the next epoch
+            ++state.epoch;
+            save_last();
+            --state.epoch;
+          } else if (want_ckpt) {
+            save_last();
+          }
+          seg_start = std::chrono::steady_clock::now();
+        }
+      }
+      char status[64];
+      std::snprintf(status, sizeof status, "loss %.4f lr %.2e", loss_avg, schedule.lr_at(state.step));
+      bar.update(1, status);
+    }
+    bar.finish();
+  }
+
+  TrainResult result;
+  result.history = state.history;
+  result.best = state.best;
+  result.steps = state.step;
+  result.train_seconds = state.train_seconds;
+  result.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  return result;
+}
+
+}  // namespace kd

@@ -1,0 +1,34 @@
+#include "kd/train/trainer_config.h"
+
+namespace kd {
+
+namespace {
+template <typename T>
+T checked(ConfigNode& s, const std::string& key, T fallback, T lo, T hi, const char* range) {
+  const T v = s.get<T>(key, fallback);
+  if (!(v >= lo && v <= hi)) throw ConfigError(located(s.where(key), "out of range", std::string("must be ") + range));
+  return v;
+}
+}  // namespace
+
+TrainerOptions trainer_options_from(ConfigNode s, const std::string& run_dir) {
+  TrainerOptions o;
+  o.run_dir = run_dir;
+  o.epochs = checked<int64_t>(s, "epochs", 3, 1, 1000, "1..1000");
+  o.batch_size = checked<int64_t>(s, "batch_size", 32, 1, 65536, "1..65536");
+  o.eval_batch_size = checked<int64_t>(s, "eval_batch_size", 128, 1, 65536, "1..65536");
+  o.grad_accum = checked<int64_t>(s, "grad_accum", 1, 1, 1024, "1..1024");
+  o.eval_every = checked<int64_t>(s, "eval_every", 0, 0, INT64_MAX, ">= 0 (0 = each epoch)");
+  o.checkpoint_every = checked<int64_t>(s, "checkpoint_every", 200, 0, INT64_MAX, ">= 0 (0 = each epoch)");
+  o.seed = static_cast<uint64_t>(checked<int64_t>(s, "seed", 13, 0, INT64_MAX, ">= 0"));
+  o.optim.lr = checked<double>(s, "lr", 5e-5, 1e-12, 10.0, "in (0, 10]");
+  o.optim.weight_decay = checked<double>(s, "weight_decay", 0.01, 0.0, 1.0, "in [0, 1]");
+  o.optim.warmup_ratio = checked<double>(s, "warmup", 0.06, 0.0, 0.99, "a fraction of the steps in [0, 1)");
+  o.optim.clip_norm = checked<double>(s, "clip_norm", 1.0, 0.0, 1e9, ">= 0 (0 = no clipping)");
+  o.optim.beta1 = checked<double>(s, "beta1", 0.9, 0.0, 0.999999, "in [0, 1)");
+  o.optim.beta2 = checked<double>(s, "beta2", 0.999, 0.0, 0.999999, "in [0, 1)");
+  o.optim.eps = checked<double>(s, "eps", 1e-8, 0.0, 1.0, "in [0, 1]");
+  return o;
+}
+
+}  // namespace kd

@@ -1,0 +1,80 @@
+#include <gtest/gtest.h>
+
+#include "kd/io/config.h"
+
+namespace kd {
+namespace {
+
+TEST(ConfigTest, ReadsValuesAndRecordsDefaults) {
+  Config c = Config::from_string("train:\n  lr: 0.001\n  epochs: 2\n", "exp.yaml");
+  auto train = c.root().child("train");
+  EXPECT_DOUBLE_EQ(train.get<double>("lr", 1.0), 0.001);
+  EXPECT_EQ(train.get<int64_t>("epochs", 5), 2);
+  EXPECT_EQ(train.get<int64_t>("batch_size", 32), 32);
+  c.check_all_used();
+  const std::string resolved = c.resolved_yaml();
+  EXPECT_NE(resolved.find("batch_size: 32"), std::string::npos) << resolved;
+  // The resolved text parses back to the same values.
+  Config again = Config::from_string(resolved, "resolved.yaml");
+  EXPECT_EQ(again.root().child("train").get<int64_t>("batch_size", 0), 32);
+}
+
+TEST(ConfigTest, OverridesReplaceAndCreateKeys) {
+  Config c = Config::from_string("train:\n  lr: 0.001\n", "exp.yaml", {"train.lr=3e-5", "model.path=/x"});
+  EXPECT_DOUBLE_EQ(c.root().child("train").get<double>("lr", 0), 3e-5);
+  EXPECT_EQ(c.root().child("model").require<std::string>("path"), "/x");
+}
+
+TEST(ConfigTest, MalformedOverrideIsAnError) {
+  EXPECT_THROW(Config::from_string("a: 1\n", "exp.yaml", {"novalue"}), ConfigError);
+  EXPECT_THROW(Config::from_string("a: 1\n", "exp.yaml", {"a.b=2"}), ConfigError);  // a is a scalar
+}
+
+TEST(ConfigTest, UnknownKeyNamesKeyLineAndKnownKeys) {
+  Config c = Config::from_string("train:\n  lr: 0.1\n  lrr: 0.2\n", "exp.yaml");
+  c.root().child("train").get<double>("lr", 1.0);
+  try {
+    c.check_all_used();
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("exp.yaml (line 3)"), std::string::npos) << m;
+    EXPECT_NE(m.find("train.lrr"), std::string::npos) << m;
+    EXPECT_NE(m.find("known keys here: lr"), std::string::npos) << m;
+  }
+}
+
+TEST(ConfigTest, WrongTypeNamesKeyAndLine) {
+  Config c = Config::from_string("train:\n  epochs: three\n", "exp.yaml");
+  try {
+    c.root().child("train").get<int64_t>("epochs", 1);
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("train.epochs"), std::string::npos) << m;
+    EXPECT_NE(m.find("line 2"), std::string::npos) << m;
+    EXPECT_NE(m.find("an integer"), std::string::npos) << m;
+  }
+}
+
+TEST(ConfigTest, MissingRequiredKeyAndInvalidYaml) {
+  Config c = Config::from_string("model: {}\n", "exp.yaml");
+  EXPECT_THROW(c.root().child("model").require<std::string>("path"), ConfigError);
+  try {
+    Config::from_string("a: [1, 2\nb: 3\n", "bad.yaml");
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.yaml:"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(Config::load("/nonexistent/exp.yaml"), IoError);
+}
+
+TEST(ConfigTest, ListsAcceptScalars) {
+  Config c = Config::from_string("data:\n  text: sentence\n  pair: [a, b]\n", "exp.yaml");
+  auto d = c.root().child("data");
+  EXPECT_EQ(d.get_list("text", {}), std::vector<std::string>{"sentence"});
+  EXPECT_EQ(d.get_list("pair", {}), (std::vector<std::string>{"a", "b"}));
+}
+
+}  // namespace
+}  // namespace kd

@@ -1,0 +1,35 @@
+// A `kd` subcommand: declares its flags once (name, default, help) on its CLI11 sub-app and runs.
+// Commands throw kd::Error on bad input; only main() turns errors into a message and exit code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace kd::cli {
+
+class Command {
+ public:
+  virtual ~Command() = default;
+  virtual std::string name() const = 0;
+  virtual std::string help() const = 0;
+  virtual void add_options(CLI::App& app) = 0;
+  virtual int run() = 0;
+};
+
+// Options most commands share.
+struct CommonOptions {
+  int threads = 0;           // 0: all cores
+  bool no_progress = false;  // progress bars off
+  std::string log_level = "info";
+  void add_to(CLI::App& app);
+  void apply() const;        // thread count, log level
+};
+
+std::vector<std::unique_ptr<Command>> all_commands();
+
+std::unique_ptr<Command> make_train_teacher_command();
+
+}  // namespace kd::cli

@@ -1,0 +1,129 @@
+// kd train-teacher --config FILE [--set key=value ...] [--resume | --overwrite]
+// Fine-tunes a pretrained encoder with a classification head; the best model lands in <run_dir>/best.
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "command.h"
+#include "kd/data/data_config.h"
+#include "kd/data/text_dataset.h"
+#include "kd/io/atomic_file.h"
+#include "kd/models/classifier_registry.h"
+#include "kd/train/trainer_config.h"
+#include "kd/util/log.h"
+
+namespace fs = std::filesystem;
+
+namespace kd::cli {
+
+namespace {
+
+std::string cpu_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown CPU";
+}
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+class TrainTeacherCommand : public Command {
+ public:
+  std::string name() const override { return "train-teacher"; }
+  std::string help() const override {
+    return "fine-tune a pretrained encoder as a text-classification teacher (best model in <run_dir>/best)";
+  }
+
+  void add_options(CLI::App& app) override {
+    app.add_option("-c,--config", config_, "experiment YAML file")->required()->check(CLI::ExistingFile);
+    app.add_option("--set", overrides_, "override a config value, e.g. --set train.lr=3e-5 (repeatable)");
+    app.add_option("--run-dir", run_dir_, "run folder (overrides the config's run_dir)");
+    auto* resume = app.add_flag("--resume", resume_, "continue an interrupted run from <run_dir>/last");
+    app.add_flag("--overwrite", overwrite_, "start over in a run folder that already holds a run")->excludes(resume);
+    common_.add_to(app);
+  }
+
+  int run() override {
+    common_.apply();
+    if (!run_dir_.empty()) overrides_.push_back("run_dir=" + run_dir_);
+    Config config = Config::load(config_, overrides_);
+    auto root = config.root();
+    const std::string run_dir = root.get<std::string>("run_dir", "runs/teacher");
+    auto model_section = root.child("model");
+    const DataConfig data = DataConfig::from(root.child("data"));
+    TrainerOptions options = trainer_options_from(root.child("train"), run_dir);
+    options.resume = resume_;
+    options.progress = !common_.no_progress;
+    // The model section is read by the registry after the labels are known; read the type now so
+    // that a typo fails before any data is read.
+    (void)teacher_registry().get(model_section.get<std::string>("type", "bert"), model_section.where("type"));
+
+    const fs::path run(run_dir);
+    if (fs::exists(run / "last") && !resume_ && !overwrite_)
+      throw ConfigError(located(run_dir, "run folder already holds a run",
+                                "pass --resume to continue it or --overwrite to start over"));
+    if (overwrite_) {
+      for (const char* old : {"last", "best", "metrics.json", "summary.json"}) fs::remove_all(run / old);
+    }
+
+    log_info("reading " + data.train);
+    DataSplits splits = read_splits(data);
+    const LabelVocab labels = LabelVocab::build(splits.train);
+    if (labels.size() < 2)
+      throw DataError(located(splits.train_source, "found " + std::to_string(labels.size()) + " label(s)",
+                              "a classifier needs at least two classes; check data.label"));
+
+    auto teacher = make_teacher(model_section, labels);
+    config.check_all_used();
+    fs::create_directories(run);
+    write_file_atomic((run / "config.yaml").string(), config.resolved_yaml());
+
+    log_info(strf("tokenizing %zu train and %zu valid rows (max_length %lld)", splits.train.size(),
+                  splits.valid.size(), static_cast<long long>(teacher->max_length())));
+    TextDataset train(splits.train, teacher->tokenizer(), labels, teacher->max_length(), splits.train_source);
+    TextDataset valid(splits.valid, teacher->tokenizer(), labels, teacher->max_length(), splits.valid_source);
+
+    Trainer trainer(*teacher, options, classification_loss);
+    const TrainResult result = trainer.fit(train, valid);
+
+    nlohmann::json summary = {
+        {"command", "train-teacher"},
+        {"finished_utc", utc_now()},
+        {"cpu", cpu_name()},
+        {"threads", torch::get_num_threads()},
+        {"labels", labels.labels()},
+        {"train_rows", train.size()},
+        {"valid_rows", valid.size()},
+        {"steps", result.steps},
+        {"train_seconds", result.train_seconds},
+        {"wall_seconds_this_process", result.wall_seconds},
+        {"best", result.best.to_json()},
+        {"best_model", (run / "best").string()}};
+    write_json_atomic((run / "summary.json").string(), summary);
+    log_info(strf("done: best valid accuracy %.4f (macro-F1 %.4f) at step %lld; training took %.1f min "
+                  "(%d threads, %s); model in %s",
+                  result.best.accuracy, result.best.macro_f1, static_cast<long long>(result.best.step),
+                  result.train_seconds / 60.0, torch::get_num_threads(), cpu_name().c_str(),
+                  (run / "best").string().c_str()));
+    return 0;
+  }
+
+ private:
+  std::string config_, run_dir_;
+  std::vector<std::string> overrides_;
+  bool resume_ = false, overwrite_ = false;
+  CommonOptions common_;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_train_teacher_command() { return std::make_unique<TrainTeacherCommand>(); }
+
+}  // namespace kd::cli
