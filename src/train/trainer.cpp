@@ -185,6 +185,7 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
   log_info(strf("training: %zu examples, %lld batches/epoch, %lld optimizer steps, %d threads", train.size(),
                 static_cast<long long>(batches_per_epoch), static_cast<long long>(total_steps),
                 torch::get_num_threads()));
+  bool stopped = false;
   for (; state.epoch < o.epochs; ++state.epoch, state.next_batch = 0) {
     const auto plan = batcher.epoch_plan(state.epoch);
     ProgressBar bar("epoch " + std::to_string(state.epoch + 1) + "/" + std::to_string(o.epochs), batches_per_epoch,
@@ -213,7 +214,9 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
         ++state.step;
         state.next_batch = b + 1;
         const bool want_eval = o.eval_every > 0 && state.step % o.eval_every == 0;
-        const bool want_ckpt = o.checkpoint_every > 0 && state.step % o.checkpoint_every == 0;
+        const bool stop_now = o.stop_after_steps > 0 && state.step >= o.stop_after_steps &&
+                              b + 1 < batches_per_epoch;
+        const bool want_ckpt = (o.checkpoint_every > 0 && state.step % o.checkpoint_every == 0) || stop_now;
         if (want_eval || want_ckpt || b + 1 == batches_per_epoch) {
           auto now = std::chrono::steady_clock::now();
           state.train_seconds += std::chrono::duration<double>(now - seg_start).count();
@@ -230,11 +233,17 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
           }
           seg_start = std::chrono::steady_clock::now();
         }
+        if (stop_now) {
+          bar.finish("stopped; resume with --resume");
+          stopped = true;
+          break;
+        }
       }
       char status[64];
       std::snprintf(status, sizeof status, "loss %.4f lr %.2e", loss_avg, schedule.lr_at(state.step));
       bar.update(1, status);
     }
+    if (stopped) break;
     bar.finish();
   }
 
@@ -242,6 +251,7 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
   result.history = state.history;
   result.best = state.best;
   result.steps = state.step;
+  result.stopped_early = stopped;
   result.train_seconds = state.train_seconds;
   result.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   return result;

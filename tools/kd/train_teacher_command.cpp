@@ -47,6 +47,9 @@ class TrainTeacherCommand : public Command {
     app.add_option("--run-dir", run_dir_, "run folder (overrides the config's run_dir)");
     auto* resume = app.add_flag("--resume", resume_, "continue an interrupted run from <run_dir>/last");
     app.add_flag("--overwrite", overwrite_, "start over in a run folder that already holds a run")->excludes(resume);
+    app.add_option("--stop-after", stop_after_, "stop after N optimizer steps with a resume checkpoint (0 = run to the end)")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
     common_.add_to(app);
   }
 
@@ -61,6 +64,7 @@ class TrainTeacherCommand : public Command {
     TrainerOptions options = trainer_options_from(root.child("train"), run_dir);
     options.resume = resume_;
     options.progress = !common_.no_progress;
+    options.stop_after_steps = stop_after_;
     // The model section is read by the registry after the labels are known; read the type now so
     // that a typo fails before any data is read.
     (void)teacher_registry().get(model_section.get<std::string>("type", "bert"), model_section.where("type"));
@@ -92,6 +96,10 @@ class TrainTeacherCommand : public Command {
 
     Trainer trainer(*teacher, options, classification_loss);
     const TrainResult result = trainer.fit(train, valid);
+    if (result.stopped_early) {
+      log_info(strf("stopped after %lld steps as asked; continue with --resume", static_cast<long long>(result.steps)));
+      return 0;
+    }
 
     nlohmann::json summary = {
         {"command", "train-teacher"},
@@ -119,6 +127,7 @@ class TrainTeacherCommand : public Command {
   std::string config_, run_dir_;
   std::vector<std::string> overrides_;
   bool resume_ = false, overwrite_ = false;
+  int64_t stop_after_ = 0;
   CommonOptions common_;
 };
 

@@ -33,6 +33,8 @@ struct TrainerOptions {
   uint64_t seed = 13;
   bool resume = false;             // continue from run_dir/last
   bool progress = true;
+  int64_t stop_after_steps = 0;    // > 0: save a resume checkpoint and stop after this many optimizer
+                                   // steps, as an interruption would (tests resume; splits long runs)
   OptimizerOptions optim;
 };
 
@@ -52,6 +54,7 @@ struct TrainResult {
   EvalRecord best;
   std::vector<EvalRecord> history;
   int64_t steps = 0;
+  bool stopped_early = false;  // stop_after_steps was reached; resume to finish
   double train_seconds = 0;  // training time of all runs of this run folder, evaluations excluded
   double wall_seconds = 0;   // this process: training + evaluation + checkpoints
 };

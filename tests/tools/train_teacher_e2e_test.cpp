@@ -1,0 +1,181 @@
+// End to end through the `kd` binary: a short real fine-tuning run on an SST-2 subset, the saved
+// folder loaded back by kd and by Hugging Face transformers, resume after an interruption, and the
+// bad-input cases of train-teacher (one error line, non-zero exit, nothing half-written).
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "kd/data/text_dataset.h"
+#include "kd/data/bucket_batcher.h"
+#include "kd/io/atomic_file.h"
+#include "kd/models/bert_teacher.h"
+#include "test_paths.h"
+
+namespace fs = std::filesystem;
+
+namespace kd {
+namespace {
+
+struct RunResult {
+  int code;
+  std::string err;
+};
+
+RunResult run_kd(const std::string& args, const fs::path& dir) {
+  const std::string err_file = (dir / "stderr.txt").string();
+  const std::string cmd = "cd " + dir.string() + " && " + test::kd_exe() + " " + args +
+                          " --no-progress --threads 1 2>" + err_file + " >/dev/null";
+  const int status = std::system(cmd.c_str());
+  return {WEXITSTATUS(status), read_file(err_file)};
+}
+
+// The header and first `n` rows of a real TSV.
+void head_tsv(const std::string& src, const fs::path& dst, int n) {
+  std::ifstream in(src);
+  std::ofstream out(dst);
+  std::string line;
+  for (int i = 0; i <= n && std::getline(in, line); ++i) out << line << "\n";
+}
+
+// A small config on SST-2 subsets, with the real pretrained encoder.
+fs::path write_setup(const fs::path& dir, const std::string& extra = "") {
+  head_tsv(test::shared_data("sst2/train.tsv"), dir / "train.tsv", 96);
+  head_tsv(test::shared_data("sst2/dev.tsv"), dir / "dev.tsv", 48);
+  std::ofstream cfg(dir / "teacher.yaml");
+  cfg << "run_dir: run\n"
+      << "model: {type: bert, path: " << test::model_dir() << ", max_length: 48}\n"
+      << "data: {train: train.tsv, valid: dev.tsv, text: sentence, label: label}\n"
+      << "train: {epochs: 2, batch_size: 16, lr: 1.0e-4, eval_every: 4, checkpoint_every: 3, seed: 7}\n"
+      << extra;
+  return dir / "teacher.yaml";
+}
+
+std::string last_line_count(const std::string& s) {
+  size_t lines = 0;
+  for (char c : s) lines += c == '\n';
+  return std::to_string(lines);
+}
+
+TEST(TrainTeacherE2ETest, TrainsSavesAndLoadsInKdAndTransformers) {
+  const auto dir = test::temp_dir("e2e_train_teacher");
+  write_setup(dir);
+  auto r = run_kd("train-teacher --config teacher.yaml", dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* f : {"run/config.yaml", "run/metrics.json", "run/summary.json", "run/best/model.safetensors",
+                        "run/best/config.json", "run/best/vocab.txt", "run/best/labels.json", "run/last/optimizer.pt"})
+    EXPECT_TRUE(fs::exists(dir / f)) << f;
+  const auto summary = read_json((dir / "run/summary.json").string());
+  EXPECT_EQ(summary["steps"].get<int64_t>(), 12);  // 2 epochs x 6 batches
+  EXPECT_GT(summary["best"]["accuracy"].get<double>(), 0.0);
+
+  // kd reloads the best folder and reproduces the accuracy it recorded.
+  auto teacher = BertTeacher::load((dir / "run/best").string());
+  EXPECT_EQ(teacher->labels().labels(), (std::vector<std::string>{"0", "1"}));
+  TableOptions table;
+  auto rows = read_table((dir / "dev.tsv").string(), table);
+  TextDataset dev(rows, teacher->tokenizer(), teacher->labels(), teacher->max_length(), "dev.tsv");
+
+  // transformers loads the same folder; its logits match kd's.
+  {
+    std::ofstream s(dir / "sentences.txt");
+    for (const auto& row : rows) s << row.texts[0] << "\n";
+  }
+  const std::string py = std::string(KD_SOURCE_DIR) + "/.venv/bin/python";
+  const std::string cmd = py + " " + test::source_dir() + "/tests/python/hf_classify.py " + (dir / "run/best").string() +
+                          " " + (dir / "sentences.txt").string() + " " + (dir / "hf.json").string();
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  const auto hf = read_json((dir / "hf.json").string());
+  EXPECT_EQ(hf["id2label"]["1"].get<std::string>(), "1");
+  torch::NoGradGuard no_grad;
+  teacher->module().eval();
+  BucketBatcherOptions bo;
+  bo.batch_size = static_cast<int64_t>(rows.size());
+  bo.shuffle = false;
+  BucketBatcher batcher(dev, bo, teacher->tokenizer().pad_id());
+  std::vector<int64_t> all(rows.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
+  Batch batch = batcher.collate(all);
+  auto ids = hf["input_ids"].get<std::vector<std::vector<int64_t>>>();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    for (size_t t = 0; t < ids[i].size(); ++t) {
+      const int64_t kd_id = t < static_cast<size_t>(batch.input_ids.size(1)) ? batch.input_ids[i][t].item<int64_t>() : 0;
+      ASSERT_EQ(kd_id, ids[i][t]) << "row " << i << " token " << t;
+    }
+  }
+  auto logits = teacher->forward(batch).logits;  // (B, C)
+  auto expected = torch::tensor(hf["logits"].get<std::vector<std::vector<float>>>());
+  const double diff = (logits - expected).abs().max().item<double>();
+  EXPECT_LE(diff, 1e-4) << "kd vs transformers logits on the saved folder";
+}
+
+TEST(TrainTeacherE2ETest, ResumeAfterInterruptionMatchesUninterruptedRun) {
+  const auto full = test::temp_dir("e2e_resume_full");
+  write_setup(full);
+  ASSERT_EQ(run_kd("train-teacher --config teacher.yaml", full).code, 0);
+
+  const auto cut = test::temp_dir("e2e_resume_cut");
+  write_setup(cut);
+  auto first = run_kd("train-teacher --config teacher.yaml --stop-after 5", cut);
+  ASSERT_EQ(first.code, 0) << first.err;
+  EXPECT_FALSE(fs::exists(cut / "run/summary.json"));
+  // A second start without --resume must not clobber the interrupted run.
+  auto again = run_kd("train-teacher --config teacher.yaml", cut);
+  EXPECT_NE(again.code, 0);
+  EXPECT_NE(again.err.find("--resume"), std::string::npos) << again.err;
+  auto resumed = run_kd("train-teacher --config teacher.yaml --resume", cut);
+  ASSERT_EQ(resumed.code, 0) << resumed.err;
+
+  const auto a = read_json((full / "run/metrics.json").string())["history"];
+  const auto b = read_json((cut / "run/metrics.json").string())["history"];
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i]["step"], b[i]["step"]);
+    EXPECT_DOUBLE_EQ(a[i]["loss"].get<double>(), b[i]["loss"].get<double>()) << "evaluation " << i;
+  }
+}
+
+// Each bad input: non-zero exit, exactly one error line naming the place, no checkpoint left behind.
+struct BadCase {
+  const char* name;
+  std::string extra_yaml;   // appended to the config
+  std::string set_args;     // --set overrides
+  std::string expect;       // substring of the error line
+};
+
+TEST(TrainTeacherE2ETest, BadInputGivesOneLineErrorAndNoCheckpoint) {
+  const std::vector<BadCase> cases = {
+      {"unknown_key", "extra_key: 1\n", "", "unknown config key 'extra_key'"},
+      {"unknown_train_key", "", "--set train.lrr=0.1", "train.lrr"},
+      {"unknown_type", "", "--set model.type=gpt9", "unknown teacher type 'gpt9'"},
+      {"wrong_column", "", "--set data.text=review", "review"},
+      {"missing_model", "", "--set model.path=/nonexistent/model", "/nonexistent/model"},
+      {"bad_lr", "", "--set train.lr=-1", "train.lr"},
+      {"unknown_label", "", "--set data.valid=dev_bad.tsv", "dev_bad.tsv:3"},
+      {"empty_data", "", "--set data.train=empty.tsv", "empty.tsv"},
+      {"missing_data", "", "--set data.train=nope.tsv", "nope.tsv"},
+  };
+  for (const auto& c : cases) {
+    const auto dir = test::temp_dir(std::string("e2e_bad_") + c.name);
+    write_setup(dir, c.extra_yaml);
+    {
+      std::ofstream bad(dir / "dev_bad.tsv");
+      bad << "sentence\tlabel\ngood movie\t1\nodd row\t7\n";
+      std::ofstream empty(dir / "empty.tsv");
+      empty << "sentence\tlabel\n";
+    }
+    auto r = run_kd("train-teacher --config teacher.yaml --log-level warn " + c.set_args, dir);
+    EXPECT_NE(r.code, 0) << c.name;
+    EXPECT_EQ(last_line_count(r.err), "1") << c.name << ": " << r.err;
+    EXPECT_NE(r.err.find("kd: error: "), std::string::npos) << c.name << ": " << r.err;
+    EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.name << ": " << r.err;
+    EXPECT_FALSE(fs::exists(dir / "run/best")) << c.name;
+    EXPECT_FALSE(fs::exists(dir / "run/last")) << c.name;
+  }
+}
+
+}  // namespace
+}  // namespace kd
