@@ -1,5 +1,7 @@
 #include "kd/io/config.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <sstream>
 
@@ -72,6 +74,15 @@ void collect_unused(const YAML::Node& node, const std::string& path, const std::
 }
 
 }  // namespace
+
+std::string short_number(double value) {
+  char buf[32];
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, value);
+    if (std::strtod(buf, nullptr) == value) break;
+  }
+  return buf;
+}
 
 Config Config::load(const std::string& path, const std::vector<std::string>& overrides) {
   if (!std::filesystem::exists(path)) throw IoError(located(path, "config file not found"));

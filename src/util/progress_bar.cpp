@@ -45,6 +45,7 @@ void ProgressBar::update(int64_t n, const std::string& status) {
   if (tty_) {
     if (now - last_draw_ < std::chrono::milliseconds(100) && done_ < total_) return;
   } else {
+    if (done_ >= total_) return;  // finish() prints the closing line
     const int decile = static_cast<int>(10 * done_ / total_);
     if (decile == last_decile_) return;
     last_decile_ = decile;

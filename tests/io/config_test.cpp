@@ -78,3 +78,18 @@ TEST(ConfigTest, ListsAcceptScalars) {
 
 }  // namespace
 }  // namespace kd
+
+namespace kd {
+namespace {
+
+TEST(ConfigTest, DefaultNumbersAreWrittenShort) {
+  EXPECT_EQ(short_number(0.1), "0.1");
+  EXPECT_EQ(short_number(1e-8), "1e-08");
+  EXPECT_EQ(std::strtod(short_number(1.0 / 3.0).c_str(), nullptr), 1.0 / 3.0);
+  Config c = Config::from_string("{}", "exp.yaml");
+  c.root().get<double>("fraction", 0.1);
+  EXPECT_NE(c.resolved_yaml().find("fraction: 0.1\n"), std::string::npos) << c.resolved_yaml();
+}
+
+}  // namespace
+}  // namespace kd

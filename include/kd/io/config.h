@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <set>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,9 @@
 namespace kd {
 
 class ConfigNode;
+
+// The shortest decimal text that reads back as the same double.
+std::string short_number(double value);
 
 class Config {
  public:
@@ -79,7 +83,11 @@ T ConfigNode::get(const std::string& key, const T& fallback) {
   state_->used.insert(full(key));
   YAML::Node v = lookup(key);
   if (!v) {
-    node_[key] = fallback;
+    if constexpr (std::is_floating_point_v<T>) {
+      node_[key] = short_number(static_cast<double>(fallback));  // "0.1", not "0.10000000000000001"
+    } else {
+      node_[key] = fallback;
+    }
     return fallback;
   }
   try {
