@@ -86,7 +86,7 @@ TEST(ConfigTest, DefaultNumbersAreWrittenShort) {
   EXPECT_EQ(short_number(0.1), "0.1");
   EXPECT_EQ(short_number(1e-8), "1e-08");
   EXPECT_EQ(std::strtod(short_number(1.0 / 3.0).c_str(), nullptr), 1.0 / 3.0);
-  Config c = Config::from_string("{}", "exp.yaml");
+  Config c = Config::from_string("a: 1\n", "exp.yaml");
   c.root().get<double>("fraction", 0.1);
   EXPECT_NE(c.resolved_yaml().find("fraction: 0.1\n"), std::string::npos) << c.resolved_yaml();
 }

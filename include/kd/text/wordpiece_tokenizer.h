@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace kd {
@@ -57,9 +58,15 @@ class WordPieceTokenizer {
   // Word pieces, without special tokens. Input must be valid UTF-8 (DataError otherwise).
   std::vector<std::string> tokenize(std::string_view text) const;
   std::vector<int64_t> tokenize_to_ids(std::string_view text) const;
+  // The normalized words WordPiece would see (normalizer + pre-tokenizer only, no special-token
+  // matching): what Hugging Face's pre_tokenize_str(normalize_str(text)) returns. For tests.
+  std::vector<std::string> pre_tokenize(std::string_view text) const;
 
   // [CLS] a [SEP] or [CLS] a [SEP] b [SEP]; when max_length > 0 the pair is truncated with the
-  // "longest_first" strategy (one token at a time from the longer side) so the result fits.
+  // "longest_first" strategy (tokens come off the longer side; as in BertTokenizerFast, when both
+  // must shrink an odd budget's spare token stays with the longer one) so the result fits.
+  // As in Hugging Face, an empty `b` counts as no second sequence; max_length smaller than the
+  // special tokens is a ConfigError.
   Encoding encode(std::string_view a, std::optional<std::string_view> b = std::nullopt,
                   int64_t max_length = 0) const;
 
@@ -74,10 +81,21 @@ class WordPieceTokenizer {
   const std::vector<std::string>& vocab() const { return vocab_; }
 
  private:
+  struct Scratch;
+  static Scratch& thread_scratch();  // per-thread buffers reused across calls
+  // Appends the ids of `text`, splitting out special tokens written verbatim first (as Hugging
+  // Face's added-token matching does).
+  void append_ids(std::string_view text, std::vector<int64_t>& ids) const;
+  // Normalizes `text` (which starts at byte `offset` of the caller's input) into s.normalized.
+  void normalize(std::string_view text, size_t offset, Scratch& s) const;
+  void append_word_pieces(std::u32string_view word, Scratch& s, std::vector<int64_t>& ids) const;
+
   std::vector<std::string> vocab_;
   std::unordered_map<std::string, int64_t> index_;
   WordPieceOptions options_;
   int64_t pad_id_ = 0, cls_id_ = 0, sep_id_ = 0, unk_id_ = 0;
+  size_t max_token_bytes_ = 0;  // longest vocabulary entry; longer pieces cannot match
+  std::vector<std::pair<std::string, int64_t>> specials_;  // matched verbatim, longest first
 };
 
 }  // namespace kd
