@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "kd/error.h"
 #include "kd/eval/metrics.h"
 
 namespace kd {
