@@ -107,7 +107,10 @@ TEST(TrainTeacherE2ETest, TrainsSavesAndLoadsInKdAndTransformers) {
     }
   }
   auto logits = teacher->forward(batch).logits;  // (B, C)
-  auto expected = torch::tensor(hf["logits"].get<std::vector<std::vector<float>>>());
+  const auto rows_hf = hf["logits"].get<std::vector<std::vector<float>>>();
+  std::vector<float> flat;
+  for (const auto& r : rows_hf) flat.insert(flat.end(), r.begin(), r.end());
+  auto expected = torch::tensor(flat).reshape({static_cast<int64_t>(rows_hf.size()), -1});  // (B, C)
   const double diff = (logits - expected).abs().max().item<double>();
   EXPECT_LE(diff, 1e-4) << "kd vs transformers logits on the saved folder";
 }
