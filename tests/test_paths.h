@@ -11,6 +11,8 @@ inline std::string model_dir() { return KD_MODEL_DIR; }
 inline std::string golden(const std::string& rel) { return std::string(KD_GOLDEN_DIR) + "/" + rel; }
 inline std::string kd_exe() { return KD_EXE; }
 inline std::string source_dir() { return KD_SOURCE_DIR; }
+// The Python interpreter with the reference packages (torch, transformers, safetensors).
+inline std::string python() { return KD_PYTHON; }
 
 // A fresh, empty folder under the build tree for one test (shared/ is read-only in CI).
 inline std::filesystem::path temp_dir(const std::string& name) {

@@ -99,8 +99,8 @@ TEST(SafeTensorsParityTest, CheckpointMatchesPythonListing) {
 }
 
 TEST(SafeTensorsParityTest, KdWrittenFileLoadsInPython) {
-  const std::string python = kd::test::source_dir() + "/.venv/bin/python";
-  if (!fs::exists(python)) GTEST_SKIP() << python << " not found (run scripts/setup.sh)";
+  const std::string python = kd::test::python();
+  ASSERT_TRUE(fs::exists(python)) << python << " not found (run scripts/setup.sh)";
   const auto dir = kd::test::temp_dir("safetensors_python_roundtrip");
   const std::string in = (dir / "kd.safetensors").string(), out = (dir / "python.safetensors").string();
 

@@ -84,7 +84,7 @@ TEST(TrainTeacherE2ETest, TrainsSavesAndLoadsInKdAndTransformers) {
     std::ofstream s(dir / "sentences.txt");
     for (const auto& row : rows) s << row.texts[0] << "\n";
   }
-  const std::string py = std::string(KD_SOURCE_DIR) + "/.venv/bin/python";
+  const std::string py = test::python();
   const std::string cmd = py + " " + test::source_dir() + "/tests/python/hf_classify.py " + (dir / "run/best").string() +
                           " " + (dir / "sentences.txt").string() + " " + (dir / "hf.json").string();
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
