@@ -24,7 +24,8 @@ class BucketBatcher {
 
   // The batches of one epoch as lists of example indices. With shuffle: shuffle all indices with
   // (seed, epoch), sort each window of bucket_batches*batch_size by length, cut into batches, then
-  // shuffle the order of batches.
+  // shuffle the order of batches. drop_last with shuffle drops the remainder from the shuffled order
+  // before bucketing, so a random sample is left out each epoch (not the longest examples).
   std::vector<std::vector<int64_t>> epoch_plan(int64_t epoch) const;
   int64_t num_batches() const;
 
