@@ -17,12 +17,6 @@ void require_file(const fs::path& dir, const std::string& name, const std::strin
     throw IoError(located((dir / name).string(), "missing model file", hint));
 }
 
-void init_like_transformers(torch::nn::Linear& linear) {
-  torch::NoGradGuard guard;
-  linear->weight.normal_(0.0, 0.02);
-  linear->bias.zero_();
-}
-
 }  // namespace
 
 BertTeacher::BertTeacher(BertClassifier model, WordPieceTokenizer tokenizer, LabelVocab labels, int64_t max_length)
@@ -39,22 +33,11 @@ std::unique_ptr<BertTeacher> BertTeacher::from_pretrained(const BertTeacherOptio
   if (o.max_length > bo.max_position_embeddings || o.max_length < 3)
     throw ConfigError(located(o.path, "max_length " + std::to_string(o.max_length) + " out of range",
                               "between 3 and " + std::to_string(bo.max_position_embeddings)));
-  torch::manual_seed(0);  // head initialisation does not depend on earlier random draws
+  // The head (and a pooler the checkpoint lacks) keeps the constructor's transformers-style
+  // initialisation, drawn from a fixed seed so that it does not depend on earlier random draws.
+  torch::manual_seed(0);
   BertClassifier model(bo, labels.size(), o.classifier_dropout);
-  init_like_transformers(model->classifier);
-  auto missing = load_bert_weights(*model, (dir / "model.safetensors").string(), /*allow_new_head=*/true);
-  for (const auto& name : missing) {
-    if (name.find("pooler") != std::string::npos) {
-      // Checkpoints saved without a pooler: initialise it as transformers would.
-      auto modules = model->bert->named_modules();
-      auto* pooler = modules.find("pooler.dense");
-      if (auto* lin = pooler ? (*pooler)->as<torch::nn::Linear>() : nullptr) {
-        torch::NoGradGuard guard;
-        lin->weight.normal_(0.0, 0.02);
-        lin->bias.zero_();
-      }
-    }
-  }
+  load_bert_weights(*model, (dir / "model.safetensors").string(), /*allow_new_head=*/true);
   auto tokenizer = WordPieceTokenizer::from_folder(o.path);
   if (tokenizer.vocab_size() > bo.vocab_size)
     throw FormatError(located(o.path, "tokenizer has more tokens (" + std::to_string(tokenizer.vocab_size()) +

@@ -21,7 +21,7 @@ struct BertTeacherOptions {
 class BertTeacher : public TextClassifier {
  public:
   // A pretrained encoder with a fresh head for `labels` (classifier initialised as in transformers:
-  // normal(0, 0.02) weights, zero bias; the pooler too when the checkpoint has none).
+  // normal(0, initializer_range) weights, zero bias; the pooler too when the checkpoint has none).
   static std::unique_ptr<BertTeacher> from_pretrained(const BertTeacherOptions& options, const LabelVocab& labels);
   // A fine-tuned kd/transformers classification folder; labels from labels.json or config id2label.
   static std::unique_ptr<BertTeacher> load(const std::string& dir, int64_t max_length = 0);
