@@ -10,11 +10,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer  # no
 
 
 def main():
-    folder, sentences_path, out_path = sys.argv[1:4]
+    folder, sentences_path, out_path, max_length = sys.argv[1:5]
     sentences = [line.rstrip("\n") for line in open(sentences_path, encoding="utf-8")]
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-    enc = tok(sentences, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    enc = tok(sentences, padding=True, truncation=True, max_length=int(max_length), return_tensors="pt")
     with torch.no_grad():
         logits = model(**enc).logits
     json.dump({"input_ids": enc["input_ids"].tolist(), "logits": logits.tolist(),

@@ -86,7 +86,8 @@ TEST(TrainTeacherE2ETest, TrainsSavesAndLoadsInKdAndTransformers) {
   }
   const std::string py = test::python();
   const std::string cmd = py + " " + test::source_dir() + "/tests/python/hf_classify.py " + (dir / "run/best").string() +
-                          " " + (dir / "sentences.txt").string() + " " + (dir / "hf.json").string();
+                          " " + (dir / "sentences.txt").string() + " " + (dir / "hf.json").string() + " " +
+                          std::to_string(teacher->max_length());
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   const auto hf = read_json((dir / "hf.json").string());
   EXPECT_EQ(hf["id2label"]["1"].get<std::string>(), "1");
