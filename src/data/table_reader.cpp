@@ -86,21 +86,37 @@ void check_utf8(const std::string& path, const std::string& text) {
   }
 }
 
+// Walks a text line by line (LF-terminated; a final line without LF counts), numbering from 1.
+class LineCursor {
+ public:
+  explicit LineCursor(const std::string& text) : text_(text) {}
+  bool next(std::string_view& line) {
+    if (pos_ >= text_.size()) return false;
+    size_t end = text_.find('\n', pos_);
+    if (end == std::string::npos) end = text_.size();
+    ++number_;
+    line = std::string_view(text_.data() + pos_, end - pos_);
+    pos_ = end + 1;
+    return true;
+  }
+  int64_t number() const { return number_; }
+
+ private:
+  const std::string& text_;
+  size_t pos_ = 0;
+  int64_t number_ = 0;
+};
+
 // TSV in the GLUE layout: no quoting, a tab always separates fields.
 std::vector<Record> parse_tsv(const std::string& text) {
   std::vector<Record> records;
-  int64_t line = 0;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    ++line;
-    std::string_view row(text.data() + pos, end - pos);
-    pos = end + 1;
+  LineCursor lines(text);
+  std::string_view row;
+  while (lines.next(row)) {
     if (!row.empty() && row.back() == '\r') row.remove_suffix(1);
     if (row.empty()) continue;
     Record r;
-    r.line = line;
+    r.line = lines.number();
     size_t start = 0;
     for (;;) {
       const size_t tab = row.find('\t', start);
@@ -232,14 +248,10 @@ std::string cell_text(const nlohmann::json& v) { return v.is_string() ? v.get<st
 
 std::vector<TextRow> parse_jsonl(const std::string& path, const std::string& text, const TableOptions& options) {
   std::vector<TextRow> rows;
-  int64_t line = 0;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    ++line;
-    std::string_view s(text.data() + pos, end - pos);
-    pos = end + 1;
+  LineCursor lines(text);
+  std::string_view s;
+  while (lines.next(s)) {
+    const int64_t line = lines.number();
     if (s.find_first_not_of(" \t\r") == std::string_view::npos) continue;
     nlohmann::json obj;
     try {
