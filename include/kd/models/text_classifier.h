@@ -29,6 +29,13 @@ class TextClassifier {
 
   // Writes the complete model folder into `dir` (an existing, empty staging folder).
   virtual void save(const std::string& dir) const = 0;
+
+  // Floating-point operations (a multiply-add counts 2) of one forward pass over one example of
+  // `tokens` tokens, counted analytically from the architecture; 0 when the model does not say.
+  virtual double flops_per_example(double tokens) const { (void)tokens; return 0; }
+  // The input word-embedding matrix (V, E) over tokenizer() ids, for students that start from it;
+  // undefined when the model has none.
+  virtual torch::Tensor word_embeddings() const { return {}; }
 };
 
 }  // namespace kd

@@ -1,0 +1,54 @@
+// The classic distillation objective (Hinton et al. 2015): per row
+//   labelled row:    α · soft(student, teacher; T) + (1 − α) · CE(student, label)
+//   unlabelled row:  soft(student, teacher; T)            (label −1: the teacher is all there is)
+// averaged over the rows that carry a signal. α = 0 is the no-teacher baseline: the teacher is not
+// consulted and unlabelled rows are skipped. The soft term is one of the soft_loss_registry() entries.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <string>
+
+#include "kd/io/config.h"
+#include "kd/util/registry.h"
+
+namespace kd {
+
+// (student_logits (..., C), teacher_logits (..., C), T) -> per-position loss (...)
+using SoftLossFn = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, double)>;
+
+// "kl" (default), "soft_ce", "mse".
+const Registry<SoftLossFn>& soft_loss_registry();
+
+struct DistillLossOptions {
+  std::string soft = "kl";   // soft_loss_registry() key
+  double temperature = 2.0;  // > 0
+  double alpha = 0.5;        // in [0, 1]
+
+  // From a config section {soft_loss, temperature, alpha}; ConfigError naming the key for T <= 0,
+  // α outside [0, 1] or an unknown soft loss.
+  static DistillLossOptions from(ConfigNode& section);
+};
+
+struct DistillLossParts {
+  torch::Tensor total;  // scalar, what is back-propagated
+  double soft = 0;      // mean soft term over rows that have it (0 when none), for logs
+  double hard = 0;      // mean CE over labelled rows (0 when none)
+};
+
+class DistillLoss {
+ public:
+  explicit DistillLoss(DistillLossOptions options);
+  // student_logits (B, C); teacher_logits (B, C), may be undefined when α = 0; labels (B) int64, −1 = none.
+  DistillLossParts operator()(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
+                              const torch::Tensor& labels) const;
+  const DistillLossOptions& options() const { return options_; }
+  bool needs_teacher() const { return options_.alpha > 0; }
+
+ private:
+  DistillLossOptions options_;
+  SoftLossFn soft_;
+};
+
+}  // namespace kd
