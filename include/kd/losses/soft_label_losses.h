@@ -8,7 +8,11 @@
 //   soft_cross_entropy:   T² · −Σ softmax(t/T) · log_softmax(s/T)  (= KL + the teacher's entropy, same gradient)
 //   logit_mse_loss:       mean over C of (s − t)²  (Ba & Caruana 2014; no temperature)
 //
-// Teacher logits of −inf (classes outside a cached top-k) get probability 0 and add nothing.
+// Teacher logits of −inf (classes outside a cached top-k) get probability 0 and add nothing: no NaN in
+// the value or the gradient. For logit_mse_loss they are left out of the mean over C (the mean is over
+// the classes the teacher gave; 0 for a position with none). NaN teacher logits are never masked.
+// Student and teacher must have the same shape (DataError otherwise); T must be finite and > 0
+// (ConfigError) for the two temperature losses.
 #pragma once
 
 #include <torch/torch.h>
