@@ -18,7 +18,7 @@ namespace kd {
 
 nlohmann::json EvalRecord::to_json() const {
   return {{"step", step}, {"epoch", epoch}, {"accuracy", accuracy}, {"macro_f1", macro_f1},
-          {"loss", loss}, {"train_seconds", train_seconds}};
+          {"loss", loss}, {"train_loss", train_loss}, {"train_seconds", train_seconds}};
 }
 
 EvalRecord EvalRecord::from_json(const nlohmann::json& j) {
@@ -29,6 +29,7 @@ EvalRecord EvalRecord::from_json(const nlohmann::json& j) {
   r.macro_f1 = j.at("macro_f1").get<double>();
   r.loss = j.at("loss").get<double>();
   r.train_seconds = j.at("train_seconds").get<double>();
+  r.train_loss = j.value("train_loss", 0.0);
   return r;
 }
 
@@ -69,6 +70,8 @@ struct ResumeState {
   std::vector<EvalRecord> history;
   EvalRecord best;
   bool has_best = false;
+  double loss_sum = 0;      // training loss since the last evaluation, for the curves
+  int64_t loss_count = 0;
 };
 
 nlohmann::json to_json(const ResumeState& s, const TrainerOptions& o) {
@@ -76,7 +79,7 @@ nlohmann::json to_json(const ResumeState& s, const TrainerOptions& o) {
   for (const auto& r : s.history) h.push_back(r.to_json());
   nlohmann::json j = {{"epoch", s.epoch}, {"next_batch", s.next_batch}, {"step", s.step},
                       {"train_seconds", s.train_seconds}, {"history", h}, {"has_best", s.has_best},
-                      {"best", s.best.to_json()},
+                      {"best", s.best.to_json()}, {"loss_sum", s.loss_sum}, {"loss_count", s.loss_count},
                       // What must not change between a run and its resumption.
                       {"batch_size", o.batch_size}, {"grad_accum", o.grad_accum}, {"seed", o.seed},
                       {"epochs", o.epochs}};
@@ -138,6 +141,8 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
     for (const auto& r : j.at("history")) state.history.push_back(EvalRecord::from_json(r));
     state.has_best = j.at("has_best").get<bool>();
     state.best = EvalRecord::from_json(j.at("best"));
+    state.loss_sum = j.value("loss_sum", 0.0);
+    state.loss_count = j.value("loss_count", int64_t{0});
     load_module_state(module, (last / "model.safetensors").string());
     torch::load(*optimizer, (last / "optimizer.pt").string());
     torch::Tensor rng;
@@ -167,6 +172,9 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
     r.macro_f1 = ev.confusion.macro_f1();
     r.loss = ev.mean_loss;
     r.train_seconds = state.train_seconds;
+    r.train_loss = state.loss_count > 0 ? state.loss_sum / static_cast<double>(state.loss_count) : 0.0;
+    state.loss_sum = 0;
+    state.loss_count = 0;
     state.history.push_back(r);
     const bool better = !state.has_best || r.accuracy > state.best.accuracy;
     if (better) {
@@ -205,6 +213,8 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
                          " (hint: lower train.lr or raise train.warmup)");
       (o.grad_accum > 1 ? loss / static_cast<double>(o.grad_accum) : loss).backward();
       loss_avg = b == state.next_batch ? value : 0.98 * loss_avg + 0.02 * value;
+      state.loss_sum += value;
+      ++state.loss_count;
       const bool boundary = (b + 1) % o.grad_accum == 0 || b + 1 == batches_per_epoch;
       if (boundary) {
         if (o.optim.clip_norm > 0) torch::nn::utils::clip_grad_norm_(module.parameters(), o.optim.clip_norm);

@@ -44,7 +44,8 @@ using LossFn = std::function<torch::Tensor(const ModelOutput& output, const Batc
 struct EvalRecord {
   int64_t step = 0;       // optimizer steps done
   double epoch = 0;       // fractional epoch
-  double accuracy = 0, macro_f1 = 0, loss = 0;
+  double accuracy = 0, macro_f1 = 0, loss = 0;  // on the validation set
+  double train_loss = 0;     // mean training loss over the batches since the previous evaluation
   double train_seconds = 0;  // training time so far, evaluations excluded
   nlohmann::json to_json() const;
   static EvalRecord from_json(const nlohmann::json& j);

@@ -1,0 +1,113 @@
+// The Trainer's guard against a diverging run: a NaN or Inf loss stops training with an error naming the
+// step, and the last good resume checkpoint is left intact.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "kd/error.h"
+#include "kd/io/atomic_file.h"
+#include "kd/train/trainer.h"
+#include "test_paths.h"
+
+namespace fs = std::filesystem;
+
+namespace kd {
+namespace {
+
+// Bag of embeddings → linear: the smallest TextClassifier that trains.
+class TinyClassifier : public TextClassifier {
+ public:
+  TinyClassifier()
+      : tokenizer_({"[PAD]", "[UNK]", "[CLS]", "[SEP]", "good", "bad", "film"}, WordPieceOptions{}),
+        labels_({"neg", "pos"}) {
+    net_ = std::make_shared<torch::nn::Module>();
+    emb_ = net_->register_module("emb", torch::nn::Embedding(7, 4));
+    out_ = net_->register_module("out", torch::nn::Linear(4, 2));
+  }
+  ModelOutput forward(const Batch& batch, bool) override {
+    auto mask = batch.attention_mask.unsqueeze(-1).to(torch::kFloat32);      // (B, T, 1)
+    auto mean = (emb_(batch.input_ids) * mask).sum(1) / mask.sum(1);        // (B, 4)
+    return {out_(mean), {}};
+  }
+  torch::nn::Module& module() override { return *net_; }
+  const WordPieceTokenizer& tokenizer() const override { return tokenizer_; }
+  const LabelVocab& labels() const override { return labels_; }
+  int64_t max_length() const override { return 8; }
+  std::string type() const override { return "tiny"; }
+  void save(const std::string& dir) const override {
+    save_module_state(*net_, (fs::path(dir) / "model.safetensors").string());
+  }
+
+ private:
+  WordPieceTokenizer tokenizer_;
+  LabelVocab labels_;
+  std::shared_ptr<torch::nn::Module> net_;
+  torch::nn::Embedding emb_{nullptr};
+  torch::nn::Linear out_{nullptr};
+};
+
+TextDataset make_data(const TinyClassifier& model, int n) {
+  std::vector<TextRow> rows;
+  for (int i = 0; i < n; ++i) {
+    TextRow r;
+    r.texts = {i % 2 ? "good film" : "bad film"};
+    r.label = i % 2 ? "pos" : "neg";
+    r.row = i;
+    r.line = i + 2;
+    rows.push_back(r);
+  }
+  return TextDataset(rows, model.tokenizer(), model.labels(), model.max_length(), "mem");
+}
+
+TEST(TrainerTest, NonFiniteLossStopsNamingTheStepAndKeepsTheLastCheckpoint) {
+  for (double bad : {std::nan(""), static_cast<double>(INFINITY)}) {
+    const auto dir = test::temp_dir("trainer_nan");
+    TinyClassifier model;
+    auto data = make_data(model, 32);
+    TrainerOptions o;
+    o.run_dir = dir.string();
+    o.epochs = 2;
+    o.batch_size = 4;
+    o.checkpoint_every = 2;
+    o.progress = false;
+    o.optim.lr = 1e-2;
+    int calls = 0;
+    LossFn loss = [&](const ModelOutput& out, const Batch& batch) {
+      auto l = classification_loss(out, batch);
+      return ++calls == 5 ? l * bad : l;  // the 5th batch diverges
+    };
+    Trainer trainer(model, o, loss);
+    try {
+      trainer.fit(data, data);
+      FAIL() << "expected a TrainError";
+    } catch (const TrainError& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(std::isnan(bad) ? "NaN" : "Inf"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("step 4"), std::string::npos) << msg;
+    }
+    const auto state = read_json((dir / "last" / "trainer_state.json").string());
+    EXPECT_EQ(state["step"].get<int64_t>(), 4) << "the checkpoint from before the bad step is kept";
+    EXPECT_TRUE(fs::exists(dir / "last" / "model.safetensors"));
+  }
+}
+
+TEST(TrainerTest, HistoryRecordsTheTrainingLossBetweenEvaluations) {
+  const auto dir = test::temp_dir("trainer_history");
+  TinyClassifier model;
+  auto data = make_data(model, 32);
+  TrainerOptions o;
+  o.run_dir = dir.string();
+  o.epochs = 3;
+  o.batch_size = 8;
+  o.progress = false;
+  o.optim.lr = 5e-2;
+  o.optim.warmup_ratio = 0;
+  auto r = Trainer(model, o, classification_loss).fit(data, data);
+  ASSERT_EQ(r.history.size(), 3u);
+  for (const auto& h : r.history) EXPECT_GT(h.train_loss, 0.0);
+  EXPECT_LT(r.history.back().train_loss, r.history.front().train_loss) << "an easy task: the loss falls";
+}
+
+}  // namespace
+}  // namespace kd
