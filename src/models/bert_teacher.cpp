@@ -115,4 +115,18 @@ void BertTeacher::save(const std::string& dir) const {
   write_json_atomic((d / "kd.json").string(), {{"type", type()}, {"max_length", max_length_}, {"format_version", 1}});
 }
 
+double BertTeacher::flops_per_example(double tokens) const {
+  const auto& o = model_->bert->options();
+  const double T = tokens, H = static_cast<double>(o.hidden_size), I = static_cast<double>(o.intermediate_size);
+  const double per_layer = 4 * T * H * H + 2 * T * T * H + 2 * T * H * I;  // multiply-adds
+  double macs = static_cast<double>(o.num_hidden_layers) * per_layer;
+  if (o.add_pooling_layer) macs += H * H;
+  macs += H * static_cast<double>(model_->num_labels());
+  return 2 * macs;
+}
+
+torch::Tensor BertTeacher::word_embeddings() const {
+  return model_->bert->named_parameters(/*recurse=*/true)["embeddings.word_embeddings.weight"];
+}
+
 }  // namespace kd

@@ -4,6 +4,7 @@
 
 #include "kd/io/atomic_file.h"
 #include "kd/models/bert_teacher.h"
+#include "kd/models/student_classifier.h"
 
 namespace kd {
 
@@ -21,6 +22,9 @@ const Registry<ClassifierLoader>& loader_registry() {
   static const Registry<ClassifierLoader> r = [] {
     Registry<ClassifierLoader> reg("model");
     reg.add("bert", [](const std::string& dir) -> std::unique_ptr<TextClassifier> { return BertTeacher::load(dir); });
+    auto student = [](const std::string& dir) -> std::unique_ptr<TextClassifier> { return StudentClassifier::load(dir); };
+    reg.add("bilstm", student);
+    reg.add("textcnn", student);
     return reg;
   }();
   return r;
@@ -46,7 +50,16 @@ std::unique_ptr<TextClassifier> load_classifier(const std::string& dir) {
   std::string type = "bert";
   const auto info = std::filesystem::path(dir) / "kd.json";
   if (std::filesystem::exists(info)) type = read_json(info.string()).value("type", std::string("bert"));
-  return loader_registry().get(type, info.string())(dir);
+  // The type comes from a file, not the config: an unknown one is a malformed folder.
+  const auto& loaders = loader_registry();
+  const ClassifierLoader* loader = nullptr;
+  try {
+    loader = &loaders.get(type, info.string());
+  } catch (const ConfigError&) {
+    throw FormatError(located(info.string() + ": type", "unknown model type '" + type + "'",
+                              "known types: " + loaders.known()));
+  }
+  return (*loader)(dir);
 }
 
 }  // namespace kd

@@ -33,6 +33,13 @@ class BertTeacher : public TextClassifier {
   int64_t max_length() const override { return max_length_; }
   std::string type() const override { return "bert"; }
   void save(const std::string& dir) const override;
+  // Forward FLOPs of one example of T tokens (hidden H, L layers, intermediate I, C classes), a
+  // multiply-add counting 2:  2 * [ L * (4*T*H^2 + 2*T^2*H + 2*T*H*I) + H^2 + H*C ]
+  // (Q, K, V and output projections; attention scores and the weighted sum of values; the two FFN
+  // matrices; the pooler; the classifier). Embedding lookups, LayerNorm, softmax and GELU are not counted.
+  double flops_per_example(double tokens) const override;
+  // embeddings.word_embeddings.weight (V, H), shared with the model (not a copy).
+  torch::Tensor word_embeddings() const override;
 
   BertClassifier& model() { return model_; }
 

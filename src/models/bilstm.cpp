@@ -1,0 +1,107 @@
+#include "kd/models/bilstm.h"
+
+#include <limits>
+
+#include "kd/error.h"
+
+namespace kd {
+
+namespace rnn = torch::nn::utils::rnn;
+
+nlohmann::json BiLstmOptions::to_json() const {
+  return {{"vocab_size", vocab_size}, {"embedding_dim", embedding_dim}, {"hidden", hidden},
+          {"layers", layers},         {"pooling", pooling},             {"dropout", dropout},
+          {"num_classes", num_classes}, {"padding_idx", padding_idx},   {"projection", projection}};
+}
+
+BiLstmOptions BiLstmOptions::from_json(const nlohmann::json& j, const std::string& where) {
+  BiLstmOptions o;
+  if (!j.is_object()) throw FormatError(located(where, "student options must be a JSON object"));
+  try {
+    o.vocab_size = j.value("vocab_size", o.vocab_size);
+    o.embedding_dim = j.value("embedding_dim", o.embedding_dim);
+    o.hidden = j.value("hidden", o.hidden);
+    o.layers = j.value("layers", o.layers);
+    o.pooling = j.value("pooling", o.pooling);
+    o.dropout = j.value("dropout", o.dropout);
+    o.num_classes = j.value("num_classes", o.num_classes);
+    o.padding_idx = j.value("padding_idx", o.padding_idx);
+    o.projection = j.value("projection", o.projection);
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(located(where, std::string("bad bilstm options: ") + e.what()));
+  }
+  if (o.vocab_size < 1 || o.embedding_dim < 1 || o.hidden < 1 || o.layers < 1 || o.num_classes < 1 ||
+      o.projection < 0 || (o.pooling != "max" && o.pooling != "mean" && o.pooling != "last"))
+    throw FormatError(located(where, "bilstm options out of range: " + o.to_json().dump()));
+  return o;
+}
+
+BiLstmImpl::BiLstmImpl(const BiLstmOptions& o) : options_(o) {
+  embedding = register_module(
+      "embedding", torch::nn::Embedding(torch::nn::EmbeddingOptions(o.vocab_size, o.table_dim()).padding_idx(o.padding_idx)));
+  if (o.projection > 0)
+    projection = register_module("projection",
+                                 torch::nn::Linear(torch::nn::LinearOptions(o.projection, o.embedding_dim).bias(false)));
+  lstm = register_module("lstm", torch::nn::LSTM(torch::nn::LSTMOptions(o.embedding_dim, o.hidden)
+                                                     .num_layers(o.layers)
+                                                     .bidirectional(true)
+                                                     .batch_first(true)
+                                                     .dropout(o.layers > 1 ? o.dropout : 0.0)));
+  dropout = register_module("dropout", torch::nn::Dropout(o.dropout));
+  hidden = register_module("hidden", torch::nn::Linear(2 * o.hidden, o.hidden));
+  classifier = register_module("classifier", torch::nn::Linear(o.hidden, o.num_classes));
+}
+
+torch::Tensor BiLstmImpl::embed(const torch::Tensor& input_ids) {
+  auto x = embedding(input_ids);  // (B, T, table_dim)
+  if (projection) x = projection(x);  // (B, T, E)
+  return x;
+}
+
+torch::Tensor BiLstmImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                  torch::Tensor* pooled_out) {
+  const int64_t T = input_ids.size(1);
+  const auto mask = attention_mask.defined() ? attention_mask.to(torch::kBool)
+                                             : torch::ones_like(input_ids, torch::kBool);  // (B, T)
+  // Packing wants the lengths on the CPU; a row without tokens is read as one token long.
+  const auto lengths = mask.sum(1).clamp_min(1).to(torch::kCPU, torch::kInt64);  // (B)
+  const auto x = embed(input_ids);                                                // (B, T, E)
+  const auto packed = rnn::pack_padded_sequence(x, lengths, /*batch_first=*/true, /*enforce_sorted=*/false);
+  auto [packed_out, state] = lstm->forward_with_packed_input(packed);
+  torch::Tensor pooled;  // (B, 2H)
+  const std::string& pooling = options_.pooling;
+  if (pooling == "last") {
+    // h_n (layers * 2, B, H), already back in batch order: the top layer's forward state ends at the
+    // row's last token, its backward state at its first.
+    const auto& h_n = std::get<0>(state);
+    const int64_t L = options_.layers;
+    pooled = torch::cat({h_n[2 * L - 2], h_n[2 * L - 1]}, 1);
+  } else {
+    auto out = std::get<0>(rnn::pad_packed_sequence(packed_out, /*batch_first=*/true, 0.0, T));  // (B, T, 2H)
+    const auto valid = (torch::arange(T, lengths.options()).unsqueeze(0) < lengths.unsqueeze(1))
+                           .to(out.device())
+                           .unsqueeze(2);  // (B, T, 1)
+    if (pooling == "max") {
+      pooled = out.masked_fill(valid.logical_not(), -std::numeric_limits<float>::infinity()).amax(1);
+    } else {  // "mean"
+      pooled = (out * valid.to(out.dtype())).sum(1) / lengths.to(out.device(), out.scalar_type()).unsqueeze(1);
+    }
+  }
+  if (pooled_out) *pooled_out = pooled;
+  auto h = torch::relu(hidden(dropout(pooled)));  // (B, H)
+  return classifier(dropout(h));                  // (B, C)
+}
+
+double bilstm_flops(const BiLstmOptions& o, double tokens) {
+  const double T = tokens, E = static_cast<double>(o.embedding_dim), H = static_cast<double>(o.hidden);
+  double macs = 0;
+  if (o.projection > 0) macs += T * static_cast<double>(o.projection) * E;
+  for (int64_t l = 0; l < o.layers; ++l) {
+    const double in = l == 0 ? E : 2 * H;
+    macs += 2 /*directions*/ * T * 4 * H * (in + H);  // i, f, g, o gates from x_t and h_{t-1}
+  }
+  macs += 2 * H * H + H * static_cast<double>(o.num_classes);  // head
+  return 2 * macs;
+}
+
+}  // namespace kd

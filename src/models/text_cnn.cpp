@@ -1,0 +1,105 @@
+#include "kd/models/text_cnn.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "kd/error.h"
+
+namespace kd {
+
+int64_t TextCnnOptions::max_kernel() const {
+  return kernel_sizes.empty() ? 1 : *std::max_element(kernel_sizes.begin(), kernel_sizes.end());
+}
+
+nlohmann::json TextCnnOptions::to_json() const {
+  return {{"vocab_size", vocab_size}, {"embedding_dim", embedding_dim}, {"kernel_sizes", kernel_sizes},
+          {"filters", filters},       {"dropout", dropout},             {"num_classes", num_classes},
+          {"padding_idx", padding_idx}, {"projection", projection}};
+}
+
+TextCnnOptions TextCnnOptions::from_json(const nlohmann::json& j, const std::string& where) {
+  TextCnnOptions o;
+  if (!j.is_object()) throw FormatError(located(where, "student options must be a JSON object"));
+  try {
+    o.vocab_size = j.value("vocab_size", o.vocab_size);
+    o.embedding_dim = j.value("embedding_dim", o.embedding_dim);
+    o.kernel_sizes = j.value("kernel_sizes", o.kernel_sizes);
+    o.filters = j.value("filters", o.filters);
+    o.dropout = j.value("dropout", o.dropout);
+    o.num_classes = j.value("num_classes", o.num_classes);
+    o.padding_idx = j.value("padding_idx", o.padding_idx);
+    o.projection = j.value("projection", o.projection);
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(located(where, std::string("bad textcnn options: ") + e.what()));
+  }
+  bool ok = o.vocab_size >= 1 && o.embedding_dim >= 1 && o.filters >= 1 && o.num_classes >= 1 &&
+            o.projection >= 0 && !o.kernel_sizes.empty();
+  for (auto k : o.kernel_sizes) ok = ok && k >= 1;
+  if (!ok) throw FormatError(located(where, "textcnn options out of range: " + o.to_json().dump()));
+  return o;
+}
+
+TextCnnImpl::TextCnnImpl(const TextCnnOptions& o) : options_(o) {
+  embedding = register_module(
+      "embedding", torch::nn::Embedding(torch::nn::EmbeddingOptions(o.vocab_size, o.table_dim()).padding_idx(o.padding_idx)));
+  if (o.projection > 0)
+    projection = register_module("projection",
+                                 torch::nn::Linear(torch::nn::LinearOptions(o.projection, o.embedding_dim).bias(false)));
+  convs = register_module("convs", torch::nn::ModuleList());
+  for (auto k : o.kernel_sizes) {
+    torch::nn::Conv1d conv(torch::nn::Conv1dOptions(o.embedding_dim, o.filters, k));
+    convs->push_back(conv);
+    conv_list_.push_back(conv);
+  }
+  dropout = register_module("dropout", torch::nn::Dropout(o.dropout));
+  classifier = register_module(
+      "classifier", torch::nn::Linear(static_cast<int64_t>(o.kernel_sizes.size()) * o.filters, o.num_classes));
+}
+
+torch::Tensor TextCnnImpl::embed(const torch::Tensor& input_ids) {
+  auto x = embedding(input_ids);      // (B, T, table_dim)
+  if (projection) x = projection(x);  // (B, T, E)
+  return x;
+}
+
+torch::Tensor TextCnnImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                   torch::Tensor* pooled_out) {
+  const int64_t T = input_ids.size(1);
+  auto x = embed(input_ids);  // (B, T, E)
+  torch::Tensor lengths;      // (B) int64
+  if (attention_mask.defined()) {
+    const auto mask = attention_mask.to(x.device(), x.scalar_type());  // (B, T)
+    x = x * mask.unsqueeze(2);                                         // padding reads as zeros
+    lengths = attention_mask.to(x.device(), torch::kInt64).sum(1);
+  } else {
+    lengths = torch::full({input_ids.size(0)}, T, torch::TensorOptions().dtype(torch::kInt64).device(x.device()));
+  }
+  const int64_t width = std::max(T, options_.max_kernel());
+  x = x.transpose(1, 2);  // (B, E, T)
+  if (width > T) x = torch::constant_pad_nd(x, {0, width - T});  // (B, E, width), zeros on the right
+  std::vector<torch::Tensor> parts;
+  for (size_t i = 0; i < conv_list_.size(); ++i) {
+    const int64_t k = options_.kernel_sizes[i];
+    auto h = torch::relu(conv_list_[i](x));  // (B, F, width - k + 1)
+    // Window t covers tokens t..t+k-1; it is valid when inside the row, and the first window always is.
+    const auto windows = (lengths - k + 1).clamp_min(1);                                      // (B)
+    const auto valid = torch::arange(h.size(2), lengths.options()).unsqueeze(0) < windows.unsqueeze(1);  // (B, W)
+    h = h.masked_fill(valid.logical_not().unsqueeze(1), -std::numeric_limits<float>::infinity());
+    parts.push_back(h.amax(2));  // (B, F)
+  }
+  auto pooled = torch::cat(parts, 1);  // (B, K*F)
+  if (pooled_out) *pooled_out = pooled;
+  return classifier(dropout(pooled));  // (B, C)
+}
+
+double text_cnn_flops(const TextCnnOptions& o, double tokens) {
+  const double E = static_cast<double>(o.embedding_dim), F = static_cast<double>(o.filters);
+  const double width = std::max(tokens, static_cast<double>(o.max_kernel()));
+  double macs = 0;
+  if (o.projection > 0) macs += tokens * static_cast<double>(o.projection) * E;
+  for (auto k : o.kernel_sizes) macs += (width - static_cast<double>(k) + 1) * F * static_cast<double>(k) * E;
+  macs += static_cast<double>(o.kernel_sizes.size()) * F * static_cast<double>(o.num_classes);
+  return 2 * macs;
+}
+
+}  // namespace kd
