@@ -1,0 +1,55 @@
+// Size and speed of a classifier, measured the same way for teacher and student so that the
+// report's ratios compare like with like: parameters, checkpoint bytes on disk, analytic FLOPs, and
+// wall-clock forward time on real examples (batch 1 latency, batch 64 throughput) with the number
+// of intra-op threads stated.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "kd/data/text_dataset.h"
+#include "kd/models/text_classifier.h"
+
+namespace kd {
+
+struct SpeedOptions {
+  int64_t warmup = 3;        // untimed passes first (allocator, lazy initialisation, caches)
+  int64_t repeats = 20;      // timed passes; the median is reported
+  int64_t large_batch = 64;  // rows per batch for the throughput figure
+};
+
+struct ModelProfile {
+  int64_t parameters = 0;
+  int64_t disk_bytes = 0;          // all files of the saved model folder
+  double mean_tokens = 0;          // real (unpadded) tokens per example of the sample
+  double flops_per_example = 0;    // model.flops_per_example(mean_tokens); 0 when the model does not say
+  double latency_ms_b1 = 0;        // median over repeats of one-example forward passes
+  double latency_ms_b1_p90 = 0;    // 90th percentile of the same passes
+  double throughput_b64 = 0;       // examples/s from the median time of a large_batch-row forward pass
+  int threads = 0;                 // torch intra-op threads during the measurement
+  int64_t large_batch = 64;
+  int64_t warmup = 0, repeats = 0;  // passes of each kind: untimed, then timed
+  std::string device = "cpu";
+
+  // Non-finite figures are written as null (JSON has no NaN).
+  nlohmann::json to_json() const;
+  static ModelProfile from_json(const nlohmann::json& j);
+};
+
+// Measures `model` in eval() mode under torch::InferenceMode on batches collated like the trainer's
+// (padded to the longest row of the batch), cycling through the examples of `sample` (which must be
+// tokenized for this model). `saved_dir` is the model's folder on disk ("" skips the size). The
+// module's train/eval mode is restored afterwards. Throws DataError on an empty sample, IoError if
+// saved_dir does not exist, ConfigError on non-positive options.
+ModelProfile profile_model(TextClassifier& model, const std::string& saved_dir, const TextDataset& sample,
+                           const SpeedOptions& options = {});
+
+// Total size of the regular files under `dir`, recursively (IoError if it is not a folder).
+int64_t folder_bytes(const std::string& dir);
+
+// A JSON number, or null when `v` is NaN or infinite.
+nlohmann::json json_number(double v);
+
+}  // namespace kd

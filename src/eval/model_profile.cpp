@@ -1,0 +1,176 @@
+#include "kd/eval/model_profile.h"
+
+#include <torch/cuda.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+#include <vector>
+
+#include "kd/data/bucket_batcher.h"
+#include "kd/error.h"
+
+namespace fs = std::filesystem;
+
+namespace kd {
+
+namespace {
+
+// Puts the module back in the mode it was found in, also when a forward pass throws.
+class ModeGuard {
+ public:
+  explicit ModeGuard(torch::nn::Module& m) : module_(m), was_training_(m.is_training()) { m.eval(); }
+  ~ModeGuard() { module_.train(was_training_); }
+  ModeGuard(const ModeGuard&) = delete;
+  ModeGuard& operator=(const ModeGuard&) = delete;
+
+ private:
+  torch::nn::Module& module_;
+  bool was_training_;
+};
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Nearest-rank percentile (q in (0, 1]).
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t rank = static_cast<size_t>(std::ceil(q * static_cast<double>(v.size())));
+  return v[std::min(v.size(), std::max<size_t>(rank, 1)) - 1];
+}
+
+double number(const nlohmann::json& j, const char* key) {
+  if (!j.contains(key) || !j.at(key).is_number()) return NAN;
+  return j.at(key).get<double>();
+}
+
+}  // namespace
+
+nlohmann::json json_number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+nlohmann::json ModelProfile::to_json() const {
+  return {{"parameters", parameters},
+          {"disk_bytes", disk_bytes},
+          {"mean_tokens", json_number(mean_tokens)},
+          {"flops_per_example", json_number(flops_per_example)},
+          {"latency_ms_b1", json_number(latency_ms_b1)},
+          {"latency_ms_b1_p90", json_number(latency_ms_b1_p90)},
+          {"throughput_b64", json_number(throughput_b64)},
+          {"large_batch", large_batch},
+          {"warmup", warmup},
+          {"repeats", repeats},
+          {"threads", threads},
+          {"device", device}};
+}
+
+ModelProfile ModelProfile::from_json(const nlohmann::json& j) {
+  ModelProfile p;
+  p.parameters = j.value("parameters", int64_t{0});
+  p.disk_bytes = j.value("disk_bytes", int64_t{0});
+  p.mean_tokens = number(j, "mean_tokens");
+  p.flops_per_example = number(j, "flops_per_example");
+  p.latency_ms_b1 = number(j, "latency_ms_b1");
+  p.latency_ms_b1_p90 = number(j, "latency_ms_b1_p90");
+  p.throughput_b64 = number(j, "throughput_b64");
+  p.large_batch = j.value("large_batch", int64_t{64});
+  p.warmup = j.value("warmup", int64_t{0});
+  p.repeats = j.value("repeats", int64_t{0});
+  p.threads = j.value("threads", 0);
+  p.device = j.value("device", std::string("cpu"));
+  return p;
+}
+
+int64_t folder_bytes(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    throw IoError(located(dir, "is not a model folder", "save the model before profiling it"));
+  int64_t total = 0;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec))
+    if (it->is_regular_file(ec)) total += static_cast<int64_t>(it->file_size(ec));
+  if (ec) throw IoError(located(dir, "cannot be listed: " + ec.message()));
+  return total;
+}
+
+ModelProfile profile_model(TextClassifier& model, const std::string& saved_dir, const TextDataset& sample,
+                           const SpeedOptions& options) {
+  if (sample.size() == 0)
+    throw DataError(located(sample.source(), "cannot profile a model on an empty sample"));
+  if (options.warmup < 0 || options.repeats < 1 || options.large_batch < 1)
+    throw ConfigError(located("profile", "needs warmup >= 0, repeats >= 1 and large_batch >= 1"));
+
+  ModelProfile p;
+  torch::nn::Module& module = model.module();
+  for (const auto& t : module.parameters()) p.parameters += t.numel();
+  if (!saved_dir.empty()) p.disk_bytes = folder_bytes(saved_dir);
+  const int64_t n = static_cast<int64_t>(sample.size());
+  double tokens = 0;
+  for (const auto& ex : sample.examples()) tokens += static_cast<double>(ex.encoding.size());
+  p.mean_tokens = tokens / static_cast<double>(n);
+  p.flops_per_example = model.flops_per_example(p.mean_tokens);
+  p.threads = torch::get_num_threads();
+  p.large_batch = options.large_batch;
+  p.warmup = options.warmup;
+  p.repeats = options.repeats;
+
+  torch::Device device(torch::kCPU);
+  const auto params = module.parameters();
+  if (!params.empty()) device = params.front().device();
+  p.device = device.str();
+
+  ModeGuard mode(module);
+  torch::InferenceMode inference;
+  BucketBatcherOptions bo;
+  bo.batch_size = options.large_batch;
+  bo.shuffle = false;
+  BucketBatcher batcher(sample, bo, model.tokenizer().pad_id());
+
+  // Wall-clock time of one forward pass. Batches are built beforehand so that only the model is
+  // timed; on a GPU the queue is drained, since kernels return before they finish.
+  auto time_ms = [&](const Batch& batch) {
+    const bool cuda = device.is_cuda();
+    if (cuda) torch::cuda::synchronize();
+    const auto start = std::chrono::steady_clock::now();
+    auto logits = model.forward(batch).logits;  // (B, C)
+    if (cuda) torch::cuda::synchronize();
+    const auto stop = std::chrono::steady_clock::now();
+    (void)logits;
+    return std::chrono::duration<double, std::milli>(stop - start).count();
+  };
+  const int64_t total = options.warmup + options.repeats;
+
+  // Batch 1: a different real example each pass, so the median covers typical lengths.
+  std::vector<Batch> singles;
+  for (int64_t r = 0; r < total; ++r) singles.push_back(batcher.collate({r % n}).to(device));
+  std::vector<double> b1;
+  for (int64_t r = 0; r < total; ++r) {
+    const double ms = time_ms(singles[static_cast<size_t>(r)]);
+    if (r >= options.warmup) b1.push_back(ms);
+  }
+  p.latency_ms_b1 = median(b1);
+  p.latency_ms_b1_p90 = percentile(b1, 0.9);
+
+  // Large batches: consecutive rows of the sample (wrapping around), i.e. unsorted lengths, padded
+  // to the longest row as a server batching incoming requests would.
+  std::vector<double> big;
+  for (int64_t r = 0; r < total; ++r) {
+    std::vector<int64_t> idx(static_cast<size_t>(options.large_batch));
+    for (int64_t i = 0; i < options.large_batch; ++i) idx[static_cast<size_t>(i)] = (r * options.large_batch + i) % n;
+    const Batch batch = batcher.collate(idx).to(device);
+    const double ms = time_ms(batch);
+    if (r >= options.warmup) big.push_back(ms);
+  }
+  const double big_ms = median(big);
+  // A pass too fast for the clock has no meaningful rate: NaN, written as null.
+  p.throughput_b64 = big_ms > 0 ? static_cast<double>(options.large_batch) * 1000.0 / big_ms : NAN;
+  return p;
+}
+
+}  // namespace kd
