@@ -31,5 +31,9 @@ struct CommonOptions {
 std::vector<std::unique_ptr<Command>> all_commands();
 
 std::unique_ptr<Command> make_train_teacher_command();
+std::unique_ptr<Command> make_distill_command();
+std::unique_ptr<Command> make_eval_command();
+std::unique_ptr<Command> make_predict_command();
+std::unique_ptr<Command> make_cache_command();
 
 }  // namespace kd::cli

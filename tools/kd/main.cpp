@@ -23,6 +23,10 @@ void CommonOptions::apply() const {
 std::vector<std::unique_ptr<Command>> all_commands() {
   std::vector<std::unique_ptr<Command>> commands;
   commands.push_back(make_train_teacher_command());
+  commands.push_back(make_cache_command());
+  commands.push_back(make_distill_command());
+  commands.push_back(make_eval_command());
+  commands.push_back(make_predict_command());
   return commands;
 }
 

@@ -1,0 +1,77 @@
+// The whole classic distillation flow behind `kd distill`, as one resumable pipeline:
+//
+//   frozen teacher ──► its knowledge over the training rows (cached once with `kd cache`'s format, or live)
+//        │                          │
+//        ▼                          ▼
+//   teacher accuracy      for each seed: distilled student (α from the config) and, for comparison,
+//                         the baseline student (α = 0, same budget: the teacher is never consulted)
+//                                   │
+//                                   ▼
+//               report: accuracy, retention, size, FLOPs, latency/throughput, curves (eval/distill_report.h)
+//
+// Run folder layout (run_dir):
+//   config.yaml                    resolved config
+//   knowledge/train.safetensors    cached teacher logits (when distill.cache is on)
+//   teacher_eval.json              the teacher on the validation set
+//   seed-<s>/distilled/, seed-<s>/baseline/   Trainer run folders (best/, last/, metrics.json, result.json)
+//   student/                       the deployable student: the best distilled seed's best model
+//   report.json, report.md, curves.svg, accuracy_vs_latency.svg
+// A part whose result.json exists is done and is not re-run; an interrupted part resumes from its last/.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kd/data/data_config.h"
+#include "kd/eval/model_profile.h"
+#include "kd/io/config.h"
+#include "kd/losses/distill_loss.h"
+#include "kd/models/text_classifier.h"
+#include "kd/train/trainer.h"
+
+namespace kd {
+
+struct DistillOptions {
+  std::string run_dir;
+  std::string teacher_dir;         // a classifier folder (kd train-teacher's best/, or a transformers folder)
+  DataConfig data;
+  std::string unlabelled;          // optional file of extra rows without labels (same text columns)
+  DistillLossOptions loss;
+  bool cache = true;               // false: run the teacher inline on every batch
+  std::string cache_path;          // empty: <run_dir>/knowledge/train.safetensors
+  int64_t cache_top_k = 0;         // 0: all classes
+  bool cache_fp16 = false;
+  TrainerOptions train;            // run_dir and seed are set per part
+  std::vector<int64_t> seeds = {1, 2, 3};
+  bool baseline = true;            // also train the α = 0 student
+  SpeedOptions speed;
+  bool resume = false;             // continue an interrupted run
+  bool progress = true;
+
+  // From the experiment config (teacher, data, student is read separately, distill, train, report).
+  static DistillOptions from(ConfigNode root);
+};
+
+struct DistillSummary {
+  double teacher_accuracy = 0;
+  std::vector<double> distilled_accuracy, baseline_accuracy;  // per seed
+  std::string student_dir;        // run_dir/student
+  double wall_seconds = 0;
+};
+
+class DistillPipeline {
+ public:
+  // Loads the teacher and builds one student from `student` (the config's student section) so that bad
+  // sizes fail before any long work; the caller may then check that every config key was used.
+  DistillPipeline(DistillOptions options, ConfigNode student);
+  // Runs (or resumes) the flow.
+  DistillSummary run();
+
+ private:
+  DistillOptions options_;
+  ConfigNode student_;
+  std::unique_ptr<TextClassifier> teacher_;
+};
+
+}  // namespace kd

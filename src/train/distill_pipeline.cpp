@@ -1,0 +1,309 @@
+#include "kd/train/distill_pipeline.h"
+
+#include <chrono>
+#include <filesystem>
+
+#include "kd/error.h"
+#include "kd/eval/distill_report.h"
+#include "kd/eval/evaluate.h"
+#include "kd/io/atomic_file.h"
+#include "kd/knowledge/cache_key.h"
+#include "kd/knowledge/knowledge_cache.h"
+#include "kd/models/classifier_registry.h"
+#include "kd/models/student_registry.h"
+#include "kd/train/trainer_config.h"
+#include "kd/util/log.h"
+
+namespace fs = std::filesystem;
+
+namespace kd {
+
+namespace {
+
+// Rows of the unlabelled file are numbered from here, so cached knowledge of both files can share one
+// row space without colliding with the training file's rows.
+constexpr int64_t kUnlabelledRowBase = int64_t{1} << 40;
+
+struct PartResult {
+  EvalRecord best;
+  std::vector<EvalRecord> history;
+  double train_seconds = 0;
+};
+
+nlohmann::json to_json(const PartResult& r) {
+  nlohmann::json h = nlohmann::json::array();
+  for (const auto& e : r.history) h.push_back(e.to_json());
+  return {{"best", r.best.to_json()}, {"history", h}, {"train_seconds", r.train_seconds}};
+}
+
+PartResult part_from_json(const nlohmann::json& j) {
+  PartResult r;
+  r.best = EvalRecord::from_json(j.at("best"));
+  for (const auto& e : j.at("history")) r.history.push_back(EvalRecord::from_json(e));
+  r.train_seconds = j.at("train_seconds").get<double>();
+  return r;
+}
+
+// Knowledge for rows of two caches (the training file's and the unlabelled file's).
+class SplitKnowledge : public KnowledgeSource {
+ public:
+  SplitKnowledge(std::unique_ptr<KnowledgeSource> low, std::unique_ptr<KnowledgeSource> high)
+      : low_(std::move(low)), high_(std::move(high)) {}
+  torch::Tensor logits(const Batch& batch) override {
+    std::vector<int64_t> lo, hi;
+    for (size_t i = 0; i < batch.row_ids.size(); ++i)
+      (batch.row_ids[i] < kUnlabelledRowBase ? lo : hi).push_back(static_cast<int64_t>(i));
+    if (hi.empty()) return low_->logits(batch);
+    if (lo.empty()) return high_->logits(batch);
+    auto out = torch::empty({batch.size(), num_classes()}, torch::kFloat32);  // (B, C)
+    auto take = [&](KnowledgeSource& src, const std::vector<int64_t>& idx) {
+      Batch sub;
+      auto index = torch::tensor(idx, torch::kInt64);
+      sub.input_ids = batch.input_ids.index_select(0, index);
+      sub.token_type_ids = batch.token_type_ids.index_select(0, index);
+      sub.attention_mask = batch.attention_mask.index_select(0, index);
+      sub.labels = batch.labels.index_select(0, index);
+      for (int64_t i : idx) sub.row_ids.push_back(batch.row_ids[static_cast<size_t>(i)]);
+      out.index_copy_(0, index, src.logits(sub));
+    };
+    take(*low_, lo);
+    take(*high_, hi);
+    return out;
+  }
+  int64_t num_classes() const override { return low_->num_classes(); }
+
+ private:
+  std::unique_ptr<KnowledgeSource> low_, high_;
+};
+
+// The cached knowledge of one data file: reused when its key matches, built when absent; a file built
+// from another teacher, tokenizer, data or settings is an error (never silently wrong soft labels).
+std::unique_ptr<KnowledgeSource> cached_knowledge(const DistillOptions& o, const std::string& path,
+                                                  const std::string& data_file, const TableOptions& table,
+                                                  TextClassifier& teacher, const TextDataset& rows) {
+  const CacheKey key = make_cache_key(o.teacher_dir, teacher, data_file, table, o.cache_top_k, o.cache_fp16);
+  if (!fs::exists(path)) {
+    log_info("caching the teacher's logits over " + data_file + " into " + path);
+    fs::create_directories(fs::path(path).parent_path());
+    write_knowledge_cache(path, teacher, rows, key, o.train.eval_batch_size, o.progress);
+  } else {
+    log_info("using the cached teacher knowledge in " + path);
+  }
+  return CachedKnowledge::open(path, key);
+}
+
+}  // namespace
+
+DistillOptions DistillOptions::from(ConfigNode root) {
+  DistillOptions o;
+  o.run_dir = root.get<std::string>("run_dir", "runs/distill");
+  o.teacher_dir = root.require<std::string>("teacher");
+  auto data = root.child("data");
+  o.unlabelled = data.get<std::string>("unlabelled", "");
+  o.data = DataConfig::from(data);
+  auto d = root.child("distill");
+  o.loss = DistillLossOptions::from(d);
+  o.cache = d.get<bool>("cache", true);
+  o.cache_path = d.get<std::string>("cache_path", "");
+  o.cache_top_k = d.get<int64_t>("top_k", 0);
+  if (o.cache_top_k < 0) throw ConfigError(located(d.where("top_k"), "must be >= 0 (0 = every class)"));
+  o.cache_fp16 = d.get<bool>("fp16", false);
+  o.train = trainer_options_from(root.child("train"), o.run_dir);
+  auto r = root.child("report");
+  o.seeds.clear();
+  for (const auto& s : r.get_list("seeds", {"1", "2", "3"})) {
+    try {
+      o.seeds.push_back(std::stoll(s));
+    } catch (const std::exception&) {
+      throw ConfigError(located(r.where("seeds"), "seed '" + s + "' is not an integer"));
+    }
+  }
+  if (o.seeds.empty()) throw ConfigError(located(r.where("seeds"), "needs at least one seed"));
+  o.baseline = r.get<bool>("baseline", true);
+  o.speed.repeats = r.get<int64_t>("latency_repeats", o.speed.repeats);
+  o.speed.warmup = r.get<int64_t>("latency_warmup", o.speed.warmup);
+  if (o.speed.repeats < 1 || o.speed.warmup < 0)
+    throw ConfigError(located(r.where("latency_repeats"), "latency_repeats must be >= 1 and latency_warmup >= 0"));
+  return o;
+}
+
+DistillPipeline::DistillPipeline(DistillOptions options, ConfigNode student)
+    : options_(std::move(options)), student_(std::move(student)) {
+  teacher_ = load_classifier(options_.teacher_dir);
+  (void)make_student(student_, *teacher_);
+}
+
+DistillSummary DistillPipeline::run() {
+  const auto start = std::chrono::steady_clock::now();
+  const DistillOptions& o = options_;
+  ConfigNode& student_section = student_;
+  auto& teacher = teacher_;
+  const fs::path run(o.run_dir);
+  fs::create_directories(run);
+
+  const LabelVocab& labels = teacher->labels();
+  log_info("reading " + o.data.train);
+  DataSplits splits = read_splits(o.data);
+  // Labels the teacher does not know fail here, naming file:line (TextDataset maps them through its list).
+  TextDataset train_rows(splits.train, teacher->tokenizer(), labels, teacher->max_length(), splits.train_source);
+  TextDataset valid(splits.valid, teacher->tokenizer(), labels, teacher->max_length(), splits.valid_source);
+  std::vector<TextExample> all = train_rows.examples();
+  std::unique_ptr<TextDataset> extra;
+  if (!o.unlabelled.empty()) {
+    TableOptions t = o.data.table;
+    t.label_column.clear();
+    auto rows = read_table(o.unlabelled, t);
+    for (auto& r : rows) r.row += kUnlabelledRowBase;
+    extra = std::make_unique<TextDataset>(rows, teacher->tokenizer(), labels, teacher->max_length(), o.unlabelled);
+    all.insert(all.end(), extra->examples().begin(), extra->examples().end());
+    log_info(strf("%zu unlabelled rows added from %s", extra->size(), o.unlabelled.c_str()));
+  }
+  const TextDataset train(std::move(all), splits.train_source);
+
+  // The teacher on the validation set, once.
+  const fs::path teacher_eval = run / "teacher_eval.json";
+  double teacher_acc = 0, teacher_f1 = 0;
+  if (fs::exists(teacher_eval)) {
+    auto j = read_json(teacher_eval.string());
+    teacher_acc = j.at("accuracy").get<double>();
+    teacher_f1 = j.at("macro_f1").get<double>();
+  } else {
+    log_info("evaluating the teacher on " + splits.valid_source);
+    auto ev = evaluate(*teacher, valid, o.train.eval_batch_size, false, o.progress);
+    teacher_acc = ev.confusion.accuracy();
+    teacher_f1 = ev.confusion.macro_f1();
+    write_json_atomic(teacher_eval.string(), {{"accuracy", teacher_acc}, {"macro_f1", teacher_f1},
+                                              {"confusion", ev.confusion.to_json()}, {"loss", ev.mean_loss}});
+  }
+  log_info(strf("teacher: valid accuracy %.4f, macro-F1 %.4f", teacher_acc, teacher_f1));
+
+  // Knowledge.
+  std::unique_ptr<KnowledgeSource> knowledge;
+  if (o.loss.alpha > 0) {
+    if (o.cache) {
+      const std::string path = o.cache_path.empty() ? (run / "knowledge" / "train.safetensors").string() : o.cache_path;
+      knowledge = cached_knowledge(o, path, o.data.train, o.data.table, *teacher, train_rows);
+      if (extra) {
+        TableOptions t = o.data.table;
+        t.label_column.clear();
+        auto more = cached_knowledge(o, (fs::path(path).parent_path() / "unlabelled.safetensors").string(),
+                                     o.unlabelled, t, *teacher, *extra);
+        knowledge = std::make_unique<SplitKnowledge>(std::move(knowledge), std::move(more));
+      }
+    } else {
+      knowledge = std::make_unique<LiveTeacher>(*teacher);
+    }
+  }
+
+  // Students.
+  auto train_part = [&](int64_t seed, bool distilled) -> PartResult {
+    const fs::path dir = run / ("seed-" + std::to_string(seed)) / (distilled ? "distilled" : "baseline");
+    if (fs::exists(dir / "result.json")) {
+      log_info("done before: " + dir.string());
+      return part_from_json(read_json((dir / "result.json").string()));
+    }
+    log_info(strf("training the %s student, seed %lld", distilled ? "distilled" : "baseline",
+                  static_cast<long long>(seed)));
+    torch::manual_seed(static_cast<uint64_t>(seed));
+    auto student = make_student(student_section, *teacher);
+    TrainerOptions t = o.train;
+    t.run_dir = dir.string();
+    t.seed = static_cast<uint64_t>(seed);
+    t.resume = fs::exists(dir / "last" / "trainer_state.json");
+    t.progress = o.progress;
+    DistillLossOptions lo = o.loss;
+    if (!distilled) lo.alpha = 0;
+    DistillLoss loss(lo);
+    KnowledgeSource* source = knowledge.get();
+    LossFn fn = [&loss, source](const ModelOutput& out, const Batch& batch) {
+      torch::Tensor teacher_logits;
+      if (loss.needs_teacher()) teacher_logits = source->logits(batch);  // (B, C)
+      return loss(out.logits, teacher_logits, batch.labels).total;
+    };
+    Trainer trainer(*student, t, fn);
+    const TrainResult r = trainer.fit(distilled || !extra ? train : train_rows, valid);
+    if (r.stopped_early) throw TrainError("stopped early");  // stop_after is not offered by kd distill
+    PartResult p{r.best, r.history, r.train_seconds};
+    write_json_atomic((dir / "result.json").string(), to_json(p));
+    log_info(strf("%s student, seed %lld: best valid accuracy %.4f", distilled ? "distilled" : "baseline",
+                  static_cast<long long>(seed), r.best.accuracy));
+    return p;
+  };
+
+  DistillReport report;
+  report.dataset = o.data.train;
+  report.valid_file = splits.valid_source;
+  report.teacher.name = "teacher";
+  report.teacher.type = teacher->type();
+  report.teacher.accuracy = {teacher_acc};
+  report.teacher.macro_f1 = {teacher_f1};
+  report.distilled.name = "distilled student";
+  report.baseline.name = "baseline student";
+  DistillSummary summary;
+  summary.teacher_accuracy = teacher_acc;
+  int64_t best_seed = o.seeds.front();
+  double best_acc = -1;
+  for (int64_t seed : o.seeds) {
+    for (bool distilled : {true, false}) {
+      if (!distilled && !o.baseline) continue;
+      const PartResult p = train_part(seed, distilled);
+      ReportModel& m = distilled ? report.distilled : report.baseline;
+      m.accuracy.push_back(p.best.accuracy);
+      m.macro_f1.push_back(p.best.macro_f1);
+      m.histories.push_back(p.history);
+      (distilled ? summary.distilled_accuracy : summary.baseline_accuracy).push_back(p.best.accuracy);
+      if (distilled && p.best.accuracy > best_acc) {
+        best_acc = p.best.accuracy;
+        best_seed = seed;
+      }
+    }
+  }
+
+  // The deployable student: the best distilled seed's model folder.
+  const fs::path best_dir = run / ("seed-" + std::to_string(best_seed)) / "distilled" / "best";
+  {
+    StagedDir dir(run / "student");
+    for (const auto& entry : fs::directory_iterator(best_dir))
+      fs::copy_file(entry.path(), dir.path() / entry.path().filename());
+    dir.commit();
+  }
+  summary.student_dir = (run / "student").string();
+
+  // Speed and size, all measured here, now, on this machine.
+  log_info(strf("measuring latency and throughput (%d threads)", torch::get_num_threads()));
+  report.teacher.profile = profile_model(*teacher, o.teacher_dir, valid, o.speed);
+  auto distilled = load_classifier((run / "student").string());
+  report.distilled.type = distilled->type();
+  report.distilled.profile = profile_model(*distilled, (run / "student").string(), valid, o.speed);
+  if (o.baseline) {
+    const fs::path base_dir = run / ("seed-" + std::to_string(o.seeds.front())) / "baseline" / "best";
+    auto baseline = load_classifier(base_dir.string());
+    report.baseline.type = baseline->type();
+    report.baseline.profile = profile_model(*baseline, base_dir.string(), valid, o.speed);
+  }
+  for (int64_t seed : o.seeds) {
+    report.distilled.seeds.push_back(seed);
+    if (o.baseline) report.baseline.seeds.push_back(seed);
+  }
+  report.cpu = cpu_model_name();
+  report.date = utc_now_iso();
+  report.threads = torch::get_num_threads();
+  report.settings = {{"teacher", o.teacher_dir},
+                     {"soft_loss", o.loss.soft},
+                     {"temperature", o.loss.temperature},
+                     {"alpha", o.loss.alpha},
+                     {"knowledge", o.cache ? "cached" : "live"},
+                     {"seeds", o.seeds},
+                     {"epochs", o.train.epochs},
+                     {"batch_size", o.train.batch_size},
+                     {"lr", o.train.optim.lr},
+                     {"train_rows", train_rows.size()},
+                     {"unlabelled_rows", extra ? extra->size() : 0},
+                     {"valid_rows", valid.size()}};
+  write_report(o.run_dir, report);
+  std::printf("%s\n", report.to_table().c_str());
+  summary.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return summary;
+}
+
+}  // namespace kd

@@ -1,0 +1,200 @@
+// End to end through the `kd` binary: distill (cached and live knowledge, students and baselines over
+// two seeds, report), resume, eval and predict on the result, and distill's bad-input cases (one error
+// line, non-zero exit, no report). The teacher is the real pretrained encoder with an untrained head:
+// the plumbing is under test here, not accuracy (that is the README's main command).
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "kd/io/atomic_file.h"
+#include "kd/models/bert_teacher.h"
+#include "test_paths.h"
+
+namespace fs = std::filesystem;
+
+namespace kd {
+namespace {
+
+struct RunResult {
+  int code;
+  std::string out, err;
+};
+
+RunResult run_kd(const std::string& args, const fs::path& dir, const std::string& stdin_file = "") {
+  const std::string err_file = (dir / "stderr.txt").string(), out_file = (dir / "stdout.txt").string();
+  std::string cmd = "cd " + dir.string() + " && " + test::kd_exe() + " " + args + " --no-progress --threads 1";
+  if (!stdin_file.empty()) cmd += " <" + stdin_file;
+  cmd += " 2>" + err_file + " >" + out_file;
+  const int status = std::system(cmd.c_str());
+  return {WEXITSTATUS(status), read_file(out_file), read_file(err_file)};
+}
+
+// The error is one line, "kd: error: ...", and the last thing written (info logs may precede it).
+size_t error_lines(const std::string& err) {
+  size_t n = 0;
+  for (size_t pos = 0; (pos = err.find("kd: error:", pos)) != std::string::npos; ++pos) ++n;
+  const auto last = err.rfind("kd: error:");
+  if (last == std::string::npos || err.find('\n', last) + 1 != err.size()) return 0;
+  return n;
+}
+
+size_t count_lines(const std::string& s) {
+  size_t n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+void head_tsv(const std::string& src, const fs::path& dst, int n) {
+  std::ifstream in(src);
+  std::ofstream out(dst);
+  std::string line;
+  for (int i = 0; i <= n && std::getline(in, line); ++i) out << line << "\n";
+}
+
+// The pretrained encoder with a fresh head for labels 0/1, saved as a teacher folder; `shift` moves
+// every weight a little, to make a different teacher.
+void save_teacher(const fs::path& dir, double shift) {
+  BertTeacherOptions o;
+  o.path = test::model_dir();
+  o.max_length = 32;
+  auto teacher = BertTeacher::from_pretrained(o, LabelVocab({"0", "1"}));
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : teacher->module().parameters()) p.add_(shift);
+  }
+  fs::create_directories(dir);
+  teacher->save(dir.string());
+}
+
+// Data, teacher and a small distillation config in `dir`.
+void write_setup(const fs::path& dir) {
+  head_tsv(test::shared_data("sst2/train.tsv"), dir / "train.tsv", 160);
+  head_tsv(test::shared_data("sst2/dev.tsv"), dir / "dev.tsv", 40);
+  save_teacher(dir / "teacher", 0.0);
+  std::ofstream cfg(dir / "distill.yaml");
+  cfg << "run_dir: run\nteacher: teacher\n"
+      << "data: {train: train.tsv, valid: dev.tsv, text: sentence, label: label}\n"
+      << "student: {type: bilstm, embedding_dim: 32, hidden: 24, init_embeddings: teacher}\n"
+      << "distill: {temperature: 2.0, alpha: 0.5}\n"
+      << "train: {epochs: 2, batch_size: 32, lr: 2.0e-3, checkpoint_every: 3}\n"
+      << "report: {seeds: [1, 2], latency_repeats: 3, latency_warmup: 1}\n";
+}
+
+class DistillE2ETest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    // ctest runs each test in its own process, possibly at the same time: one folder per process.
+    dir_ = test::temp_dir("e2e_distill_" + std::to_string(::getpid()));
+    write_setup(dir_);
+    first_ = run_kd("distill --config distill.yaml", dir_);
+  }
+  static fs::path dir_;
+  static RunResult first_;
+};
+fs::path DistillE2ETest::dir_;
+RunResult DistillE2ETest::first_;
+
+TEST_F(DistillE2ETest, WritesStudentsReportAndPlots) {
+  ASSERT_EQ(first_.code, 0) << first_.err;
+  for (const char* f : {"run/config.yaml", "run/knowledge/train.safetensors", "run/teacher_eval.json",
+                        "run/seed-1/distilled/result.json", "run/seed-2/baseline/result.json",
+                        "run/student/model.safetensors", "run/student/kd.json", "run/report.json", "run/report.md",
+                        "run/curves.svg", "run/accuracy_vs_latency.svg"})
+    EXPECT_TRUE(fs::exists(dir_ / f)) << f;
+  const auto report = read_json((dir_ / "run/report.json").string());
+  EXPECT_TRUE(report.dump().find("retention") != std::string::npos) << report.dump(1);
+  EXPECT_NE(first_.out.find("teacher"), std::string::npos) << "the report table is printed";
+}
+
+TEST_F(DistillE2ETest, ResumeKeepsFinishedPartsAndRedoesTheRest) {
+  ASSERT_EQ(first_.code, 0) << first_.err;
+  const auto kept = read_file((dir_ / "run/seed-1/distilled/result.json").string());
+  fs::remove(dir_ / "run/seed-2/baseline/result.json");
+  fs::remove(dir_ / "run/report.json");
+  auto again = run_kd("distill --config distill.yaml", dir_);
+  EXPECT_NE(again.code, 0) << "an existing run needs --resume or --overwrite";
+  EXPECT_EQ(error_lines(again.err), 1u) << again.err;
+  auto r = run_kd("distill --config distill.yaml --resume", dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_file((dir_ / "run/seed-1/distilled/result.json").string()), kept);
+  EXPECT_NE(r.err.find("done before"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(dir_ / "run/seed-2/baseline/result.json"));
+  EXPECT_TRUE(fs::exists(dir_ / "run/report.json"));
+}
+
+TEST_F(DistillE2ETest, EvalAndPredictLoadTheStudent) {
+  ASSERT_EQ(first_.code, 0) << first_.err;
+  auto r = run_kd("eval --model run/student --data dev.tsv --teacher teacher --out eval.json", dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto ev = read_json((dir_ / "eval.json").string());
+  EXPECT_EQ(ev["n"].get<int64_t>(), 40);
+  const double agreement = ev["teacher"]["agreement"].get<double>();
+  EXPECT_GE(agreement, 0.0);
+  EXPECT_LE(agreement, 1.0);
+  EXPECT_GE(ev["teacher"]["kl"].get<double>(), 0.0);
+
+  {
+    std::ofstream lines(dir_ / "lines.txt");
+    lines << "a gripping , funny film\nthe worst movie of the year\n\nok\n";
+  }
+  r = run_kd("predict --model run/student --jsonl", dir_, (dir_ / "lines.txt").string());
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(count_lines(r.out), 4u) << r.out;
+  const auto first = nlohmann::json::parse(r.out.substr(0, r.out.find('\n')));
+  const double p = first["probabilities"]["0"].get<double>() + first["probabilities"]["1"].get<double>();
+  EXPECT_NEAR(p, 1.0, 1e-9);
+  r = run_kd("predict --model teacher --input lines.txt", dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(count_lines(r.out), 4u) << "a teacher folder predicts too";
+}
+
+// Each bad input: non-zero exit, exactly one error line naming the problem, and no report written.
+TEST(DistillE2EBadInputTest, EachCaseIsOneLineErrorAndNoReport) {
+  const auto dir = test::temp_dir("e2e_distill_bad");
+  write_setup(dir);
+  {
+    std::ofstream bad(dir / "bad_labels.tsv");
+    bad << "sentence\tlabel\ngood\t1\nbad\t7\n";
+  }
+  save_teacher(dir / "other_teacher", 1e-3);
+  struct Case {
+    std::string args, expect;
+  };
+  const std::vector<Case> cases = {
+      {"--set distill.temperature=0", "distill.temperature"},
+      {"--set distill.alpha=1.5", "distill.alpha"},
+      {"--set distill.soft_loss=cosine", "soft loss"},
+      {"--set student.hidden=0", "student.hidden"},
+      {"--set student.type=transformer", "student.type"},
+      {"--set data.train=bad_labels.tsv", "bad_labels.tsv"},
+      {"--set teacher=missing_teacher", "missing_teacher"},
+  };
+  for (const auto& c : cases) {
+    fs::remove_all(dir / "run");
+    auto r = run_kd("distill --config distill.yaml " + c.args, dir);
+    EXPECT_NE(r.code, 0) << c.args;
+    EXPECT_EQ(error_lines(r.err), 1u) << c.args << ": " << r.err;
+    EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.args << ": " << r.err;
+    EXPECT_FALSE(fs::exists(dir / "run/report.json")) << c.args;
+  }
+
+  // A cache from another teacher is refused, never used as if it were this teacher's knowledge.
+  fs::remove_all(dir / "run");
+  auto r = run_kd("distill --config distill.yaml --set report.seeds=[1] --set train.epochs=1", dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run_kd("distill --config distill.yaml --run-dir run2 --set teacher=other_teacher "
+             "--set distill.cache_path=run/knowledge/train.safetensors",
+             dir);
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(error_lines(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("teacher"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "run2/report.json"));
+}
+
+}  // namespace
+}  // namespace kd
