@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "command.h"
+#include "data_flags.h"
 #include "kd/data/text_dataset.h"
 #include "kd/error.h"
 #include "kd/knowledge/knowledge_cache.h"
@@ -29,13 +30,8 @@ class CacheCommand : public Command {
         ->required();
     app.add_option("--data", data_, "data file (TSV, CSV or JSONL)")->required();
     app.add_option("-o,--out", out_, "cache file to write (safetensors)")->required();
-    app.add_option("--text", text_, "text column, or two for sentence pairs")->capture_default_str()->expected(1, 2);
-    app.add_option("--label", label_, "label column for the teacher's accuracy (empty: rows are unlabelled)")
-        ->capture_default_str();
-    app.add_option("--format", format_, "table format: auto (from the extension), tsv, csv, jsonl")
-        ->capture_default_str()
-        ->check(CLI::IsMember({"auto", "tsv", "csv", "jsonl"}));
-    app.add_flag("--no-header", no_header_, "the file has no header row (columns are named 0, 1, ...)");
+    flags_.label.clear();  // a label column only adds the teacher's accuracy to the summary
+    flags_.add_to(app);
     app.add_option("--top-k", top_k_, "store only the k largest logits per row (0 = all classes)")
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
@@ -62,11 +58,7 @@ class CacheCommand : public Command {
     if (max_length_ != 0 && max_length_ < 3)
       throw ConfigError(located("--max-length", "must be 0 (the teacher's) or at least 3, got " +
                                                     std::to_string(max_length_)));
-    TableOptions table;
-    table.format = parse_table_format(format_);
-    table.header = !no_header_;
-    table.text_columns = text_;
-    table.label_column = label_;
+    const TableOptions table = flags_.table();
     std::vector<TextRow> rows = read_table(data_, table);
 
     log_info("loading teacher " + teacher_);
@@ -98,10 +90,8 @@ class CacheCommand : public Command {
 
  private:
   std::string teacher_, data_, out_;
-  std::vector<std::string> text_{"sentence"};
-  std::string label_;
-  std::string format_ = "auto";
-  bool no_header_ = false, fp16_ = false, overwrite_ = false;
+  DataFlags flags_;
+  bool fp16_ = false, overwrite_ = false;
   int64_t top_k_ = 0, batch_size_ = 128, max_length_ = 0;
   CommonOptions common_;
 };

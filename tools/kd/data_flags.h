@@ -18,7 +18,9 @@ struct DataFlags {
   bool no_header = false;
 
   void add_to(CLI::App& app, bool with_label = true) {
-    app.add_option("--text", text, "text column(s): one, or two for sentence pairs")->capture_default_str();
+    app.add_option("--text", text, "text column(s): one, or two for sentence pairs")
+        ->capture_default_str()
+        ->expected(1, 2);
     if (with_label)
       app.add_option("--label", label, "label column (\"\" = unlabelled rows)")->capture_default_str();
     app.add_option("--format", format, "auto (from the extension), tsv, csv, jsonl")

@@ -1,13 +1,11 @@
 // kd train-teacher --config FILE [--set key=value ...] [--resume | --overwrite]
 // Fine-tunes a pretrained encoder with a classification head; the best model lands in <run_dir>/best.
-#include <ctime>
 #include <filesystem>
-#include <fstream>
-#include <thread>
 
 #include "command.h"
 #include "kd/data/data_config.h"
 #include "kd/data/text_dataset.h"
+#include "kd/eval/distill_report.h"
 #include "kd/io/atomic_file.h"
 #include "kd/models/classifier_registry.h"
 #include "kd/train/trainer_config.h"
@@ -18,21 +16,6 @@ namespace fs = std::filesystem;
 namespace kd::cli {
 
 namespace {
-
-std::string cpu_name() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown CPU";
-}
-
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
 
 class TrainTeacherCommand : public Command {
  public:
@@ -103,8 +86,8 @@ class TrainTeacherCommand : public Command {
 
     nlohmann::json summary = {
         {"command", "train-teacher"},
-        {"finished_utc", utc_now()},
-        {"cpu", cpu_name()},
+        {"finished_utc", utc_now_iso()},
+        {"cpu", cpu_model_name()},
         {"threads", torch::get_num_threads()},
         {"labels", labels.labels()},
         {"train_rows", train.size()},
@@ -118,7 +101,7 @@ class TrainTeacherCommand : public Command {
     log_info(strf("done: best valid accuracy %.4f (macro-F1 %.4f) at step %lld; training took %.1f min "
                   "(%d threads, %s); model in %s",
                   result.best.accuracy, result.best.macro_f1, static_cast<long long>(result.best.step),
-                  result.train_seconds / 60.0, torch::get_num_threads(), cpu_name().c_str(),
+                  result.train_seconds / 60.0, torch::get_num_threads(), cpu_model_name().c_str(),
                   (run / "best").string().c_str()));
     return 0;
   }
