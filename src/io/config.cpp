@@ -157,8 +157,10 @@ ConfigNode ConfigNode::child(const std::string& key) {
   YAML::Node v = lookup(key);
   if (!v || v.IsNull()) {
     node_[key] = YAML::Node(YAML::NodeType::Map);
-    v = lookup(key);
-  } else if (!v.IsMap()) {
+    // A fresh handle: assigning to `v` would write into the node it refers to, not rebind it.
+    return ConfigNode(state_, lookup(key), full(key));
+  }
+  if (!v.IsMap()) {
     throw ConfigError(located(where(key), "expected a section (a YAML map)"));
   }
   return ConfigNode(state_, v, full(key));

@@ -68,7 +68,8 @@ std::map<std::string, std::string> CacheKey::to_metadata() const {
           {"max_length", std::to_string(max_length)},
           {"top_k", std::to_string(top_k)},
           {"dtype", dtype},
-          {"labels", json_list(labels)}};
+          {"labels", json_list(labels)},
+          {"augment", augment}};
 }
 
 CacheKey CacheKey::from_metadata(const std::map<std::string, std::string>& m, const std::string& where) {
@@ -89,6 +90,8 @@ CacheKey CacheKey::from_metadata(const std::map<std::string, std::string>& m, co
   if (k.dtype != "F32" && k.dtype != "F16")
     throw FormatError(located(where + ": dtype", "'" + k.dtype + "' is not F32 or F16"));
   k.labels = list_field(m, "labels", where);
+  auto augment = m.find("augment");  // absent in caches written before augmentation existed
+  if (augment != m.end()) k.augment = augment->second;
   return k;
 }
 
@@ -112,6 +115,7 @@ std::optional<KeyMismatch> first_mismatch(const CacheKey& c, const CacheKey& e) 
       {"max_length", "max_length", false},
       {"top_k", "top_k", false},
       {"dtype", "stored dtype", false},
+      {"augment", "augmentation settings", false},
   };
   for (const Field& f : kFields) {
     if (std::string(f.name) == "top_k" && e.top_k < 0) continue;

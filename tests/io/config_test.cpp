@@ -19,6 +19,18 @@ TEST(ConfigTest, ReadsValuesAndRecordsDefaults) {
   EXPECT_EQ(again.root().child("train").get<int64_t>("batch_size", 0), 32);
 }
 
+TEST(ConfigTest, AbsentSectionsAreCreatedWithTheirDefaults) {
+  // A section missing from the file, and one nested in it, still take defaults and resolve.
+  Config c = Config::from_string("run_dir: x\n", "exp.yaml");
+  EXPECT_EQ(c.root().get<std::string>("run_dir", ""), "x");
+  auto distill = c.root().child("distill");
+  EXPECT_EQ(distill.child("augment").get<int64_t>("copies", 3), 3);
+  EXPECT_DOUBLE_EQ(distill.get<double>("alpha", 0.5), 0.5);
+  c.check_all_used();
+  Config again = Config::from_string(c.resolved_yaml(), "resolved.yaml");
+  EXPECT_EQ(again.root().child("distill").child("augment").get<int64_t>("copies", 0), 3);
+}
+
 TEST(ConfigTest, OverridesReplaceAndCreateKeys) {
   Config c = Config::from_string("train:\n  lr: 0.001\n", "exp.yaml", {"train.lr=3e-5", "model.path=/x"});
   EXPECT_DOUBLE_EQ(c.root().child("train").get<double>("lr", 0), 3e-5);

@@ -222,6 +222,10 @@ TEST_F(KnowledgeCacheTest, EveryKeyMismatchIsAClearError) {
   k = key();
   k.tokenizer = "0000000000000000";
   expect_error<ConfigError>([&] { CachedKnowledge::open(path, k); }, {"key.kdc: tokenizer"});
+  // Augmented copies of the same file are other rows: a cache of the file as read is not theirs.
+  k = key();
+  k.augment = "copies=4 mask=0.1 ngram=0.25 max_ngram=5 seed=7";
+  expect_error<ConfigError>([&] { CachedKnowledge::open(path, k); }, {"key.kdc: augment", "augmentation", "copies=4"});
   // An expectation may leave top_k and dtype open; "auto" resolves to the same format as "tsv".
   k = key();
   k.top_k = -1;

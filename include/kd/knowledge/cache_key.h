@@ -27,6 +27,7 @@ struct CacheKey {
   int64_t top_k = 0;         // 0: all logits stored; as an expectation, < 0 accepts any
   std::string dtype = "F32"; // "F32" or "F16"; as an expectation, empty accepts any
   std::vector<std::string> labels;  // the teacher's class names, index = class id
+  std::string augment;       // AugmentOptions::describe() for augmented copies of the data; empty: the rows as read
 
   // String metadata for the safetensors header (lists as JSON arrays).
   std::map<std::string, std::string> to_metadata() const;
