@@ -1,5 +1,6 @@
 #include "kd/train/distill_pipeline.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
@@ -20,9 +21,10 @@ namespace kd {
 
 namespace {
 
-// Rows of the unlabelled file are numbered from here, so cached knowledge of both files can share one
-// row space without colliding with the training file's rows.
+// Rows of the unlabelled file, and augmented copies of the training rows, are numbered from here, so
+// the cached knowledge of all three can share one row space without colliding with the training rows.
 constexpr int64_t kUnlabelledRowBase = int64_t{1} << 40;
+constexpr int64_t kAugmentedRowBase = int64_t{1} << 50;
 
 struct PartResult {
   EvalRecord best;
@@ -44,46 +46,59 @@ PartResult part_from_json(const nlohmann::json& j) {
   return r;
 }
 
-// Knowledge for rows of two caches (the training file's and the unlabelled file's).
-class SplitKnowledge : public KnowledgeSource {
+// Knowledge for rows held by several caches (training file, unlabelled file, augmented copies), each
+// owning the row ids from its base up to the next one's.
+class RoutedKnowledge : public KnowledgeSource {
  public:
-  SplitKnowledge(std::unique_ptr<KnowledgeSource> low, std::unique_ptr<KnowledgeSource> high)
-      : low_(std::move(low)), high_(std::move(high)) {}
+  void add(int64_t row_base, std::unique_ptr<KnowledgeSource> source) {
+    routes_.push_back({row_base, std::move(source)});
+    std::sort(routes_.begin(), routes_.end(), [](const Route& a, const Route& b) { return a.base < b.base; });
+  }
   torch::Tensor logits(const Batch& batch) override {
-    std::vector<int64_t> lo, hi;
-    for (size_t i = 0; i < batch.row_ids.size(); ++i)
-      (batch.row_ids[i] < kUnlabelledRowBase ? lo : hi).push_back(static_cast<int64_t>(i));
-    if (hi.empty()) return low_->logits(batch);
-    if (lo.empty()) return high_->logits(batch);
+    std::vector<std::vector<int64_t>> parts(routes_.size());
+    for (size_t i = 0; i < batch.row_ids.size(); ++i) parts[route_of(batch.row_ids[i])].push_back(static_cast<int64_t>(i));
+    for (size_t r = 0; r < routes_.size(); ++r)
+      if (parts[r].size() == batch.row_ids.size()) return routes_[r].source->logits(batch);
     auto out = torch::empty({batch.size(), num_classes()}, torch::kFloat32);  // (B, C)
-    auto take = [&](KnowledgeSource& src, const std::vector<int64_t>& idx) {
+    for (size_t r = 0; r < routes_.size(); ++r) {
+      if (parts[r].empty()) continue;
       Batch sub;
-      auto index = torch::tensor(idx, torch::kInt64);
+      auto index = torch::tensor(parts[r], torch::kInt64);
       sub.input_ids = batch.input_ids.index_select(0, index);
       sub.token_type_ids = batch.token_type_ids.index_select(0, index);
       sub.attention_mask = batch.attention_mask.index_select(0, index);
       sub.labels = batch.labels.index_select(0, index);
-      for (int64_t i : idx) sub.row_ids.push_back(batch.row_ids[static_cast<size_t>(i)]);
-      out.index_copy_(0, index, src.logits(sub));
-    };
-    take(*low_, lo);
-    take(*high_, hi);
+      for (int64_t i : parts[r]) sub.row_ids.push_back(batch.row_ids[static_cast<size_t>(i)]);
+      out.index_copy_(0, index, routes_[r].source->logits(sub));
+    }
     return out;
   }
-  int64_t num_classes() const override { return low_->num_classes(); }
+  int64_t num_classes() const override { return routes_.front().source->num_classes(); }
 
  private:
-  std::unique_ptr<KnowledgeSource> low_, high_;
+  struct Route {
+    int64_t base;
+    std::unique_ptr<KnowledgeSource> source;
+  };
+  size_t route_of(int64_t row) const {
+    size_t r = 0;
+    while (r + 1 < routes_.size() && row >= routes_[r + 1].base) ++r;
+    return r;
+  }
+  std::vector<Route> routes_;
 };
 
 // The cached knowledge of one data file: reused when its key matches, built when absent; a file built
 // from another teacher, tokenizer, data or settings is an error (never silently wrong soft labels).
 std::unique_ptr<KnowledgeSource> cached_knowledge(const DistillOptions& o, const std::string& path,
                                                   const std::string& data_file, const TableOptions& table,
-                                                  TextClassifier& teacher, const TextDataset& rows) {
-  const CacheKey key = make_cache_key(o.teacher_dir, teacher, data_file, table, o.cache_top_k, o.cache_fp16);
+                                                  TextClassifier& teacher, const TextDataset& rows,
+                                                  const std::string& augment = "") {
+  CacheKey key = make_cache_key(o.teacher_dir, teacher, data_file, table, o.cache_top_k, o.cache_fp16);
+  key.augment = augment;
   if (!fs::exists(path)) {
-    log_info("caching the teacher's logits over " + data_file + " into " + path);
+    log_info(strf("caching the teacher's logits over %zu rows%s of %s into %s", rows.size(),
+                  augment.empty() ? "" : " (augmented copies)", data_file.c_str(), path.c_str()));
     fs::create_directories(fs::path(path).parent_path());
     write_knowledge_cache(path, teacher, rows, key, o.train.eval_batch_size, o.progress);
   } else {
@@ -94,6 +109,17 @@ std::unique_ptr<KnowledgeSource> cached_knowledge(const DistillOptions& o, const
 
 }  // namespace
 
+LossFn distill_loss_fn(const DistillLossOptions& options, KnowledgeSource* knowledge) {
+  auto loss = std::make_shared<DistillLoss>(options);
+  if (loss->needs_teacher() && knowledge == nullptr)
+    throw Error("distill_loss_fn: alpha > 0 needs a knowledge source");
+  return [loss, knowledge](const ModelOutput& out, const Batch& batch) {
+    torch::Tensor teacher_logits;
+    if (loss->needs_teacher()) teacher_logits = knowledge->logits(batch);  // (B, C)
+    return (*loss)(out.logits, teacher_logits, batch.labels).total;
+  };
+}
+
 DistillOptions DistillOptions::from(ConfigNode root) {
   DistillOptions o;
   o.run_dir = root.get<std::string>("run_dir", "runs/distill");
@@ -103,6 +129,7 @@ DistillOptions DistillOptions::from(ConfigNode root) {
   o.data = DataConfig::from(data);
   auto d = root.child("distill");
   o.loss = DistillLossOptions::from(d);
+  o.augment = AugmentOptions::from(d.child("augment"));
   o.cache = d.get<bool>("cache", true);
   o.cache_path = d.get<std::string>("cache_path", "");
   o.cache_top_k = d.get<int64_t>("top_k", 0);
@@ -158,6 +185,14 @@ DistillSummary DistillPipeline::run() {
     all.insert(all.end(), extra->examples().begin(), extra->examples().end());
     log_info(strf("%zu unlabelled rows added from %s", extra->size(), o.unlabelled.c_str()));
   }
+  std::unique_ptr<TextDataset> augmented;
+  if (o.augment.enabled() && o.loss.alpha > 0) {
+    augmented = std::make_unique<TextDataset>(
+        augment_examples(train_rows, teacher->tokenizer(), o.augment, kAugmentedRowBase), o.data.train + " (augmented)");
+    all.insert(all.end(), augmented->examples().begin(), augmented->examples().end());
+    log_info(strf("%zu augmented copies of the training rows added (%s)", augmented->size(),
+                  o.augment.describe().c_str()));
+  }
   const TextDataset train(std::move(all), splits.train_source);
 
   // The teacher on the validation set, once.
@@ -182,14 +217,19 @@ DistillSummary DistillPipeline::run() {
   if (o.loss.alpha > 0) {
     if (o.cache) {
       const std::string path = o.cache_path.empty() ? (run / "knowledge" / "train.safetensors").string() : o.cache_path;
-      knowledge = cached_knowledge(o, path, o.data.train, o.data.table, *teacher, train_rows);
+      auto routed = std::make_unique<RoutedKnowledge>();
+      routed->add(0, cached_knowledge(o, path, o.data.train, o.data.table, *teacher, train_rows));
+      const fs::path folder = fs::path(path).parent_path();
       if (extra) {
         TableOptions t = o.data.table;
         t.label_column.clear();
-        auto more = cached_knowledge(o, (fs::path(path).parent_path() / "unlabelled.safetensors").string(),
-                                     o.unlabelled, t, *teacher, *extra);
-        knowledge = std::make_unique<SplitKnowledge>(std::move(knowledge), std::move(more));
+        routed->add(kUnlabelledRowBase, cached_knowledge(o, (folder / "unlabelled.safetensors").string(),
+                                                         o.unlabelled, t, *teacher, *extra));
       }
+      if (augmented)
+        routed->add(kAugmentedRowBase, cached_knowledge(o, (folder / "augmented.safetensors").string(), o.data.train,
+                                                        o.data.table, *teacher, *augmented, o.augment.describe()));
+      knowledge = std::move(routed);
     } else {
       knowledge = std::make_unique<LiveTeacher>(*teacher);
     }
@@ -213,15 +253,8 @@ DistillSummary DistillPipeline::run() {
     t.progress = o.progress;
     DistillLossOptions lo = o.loss;
     if (!distilled) lo.alpha = 0;
-    DistillLoss loss(lo);
-    KnowledgeSource* source = knowledge.get();
-    LossFn fn = [&loss, source](const ModelOutput& out, const Batch& batch) {
-      torch::Tensor teacher_logits;
-      if (loss.needs_teacher()) teacher_logits = source->logits(batch);  // (B, C)
-      return loss(out.logits, teacher_logits, batch.labels).total;
-    };
-    Trainer trainer(*student, t, fn);
-    const TrainResult r = trainer.fit(distilled || !extra ? train : train_rows, valid);
+    Trainer trainer(*student, t, distill_loss_fn(lo, knowledge.get()));
+    const TrainResult r = trainer.fit(distilled ? train : train_rows, valid);
     if (r.stopped_early) throw TrainError("stopped early");  // stop_after is not offered by kd distill
     PartResult p{r.best, r.history, r.train_seconds};
     write_json_atomic((dir / "result.json").string(), to_json(p));
@@ -299,6 +332,8 @@ DistillSummary DistillPipeline::run() {
                      {"lr", o.train.optim.lr},
                      {"train_rows", train_rows.size()},
                      {"unlabelled_rows", extra ? extra->size() : 0},
+                     {"augmented_rows", augmented ? augmented->size() : 0},
+                     {"augment", o.augment.enabled() ? o.augment.describe() : "none"},
                      {"valid_rows", valid.size()}};
   write_report(o.run_dir, report);
   std::printf("%s\n", report.to_table().c_str());

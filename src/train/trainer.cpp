@@ -190,6 +190,7 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
                   r.loss, better ? " (best so far, saved)" : ""));
   };
 
+  std::vector<double> result_steps;
   log_info(strf("training: %zu examples, %lld batches/epoch, %lld optimizer steps, %d threads", train.size(),
                 static_cast<long long>(batches_per_epoch), static_cast<long long>(total_steps),
                 torch::get_num_threads()));
@@ -201,7 +202,9 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
     bar.set_position(state.next_batch);
     auto seg_start = std::chrono::steady_clock::now();
     double loss_avg = 0;
+    auto step_start = std::chrono::steady_clock::now();
     for (int64_t b = state.next_batch; b < batches_per_epoch; ++b) {
+      if (b == state.next_batch || (b % o.grad_accum) == 0) step_start = std::chrono::steady_clock::now();
       Batch batch = batcher.collate(plan[static_cast<size_t>(b)]);
       auto output = model_.forward(batch);
       auto loss = loss_(output, batch);
@@ -221,6 +224,8 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
         schedule.apply(*optimizer, state.step);
         optimizer->step();
         optimizer->zero_grad();
+        if (o.record_step_times)
+          result_steps.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count());
         ++state.step;
         state.next_batch = b + 1;
         const bool want_eval = o.eval_every > 0 && state.step % o.eval_every == 0;
@@ -264,6 +269,7 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
   result.stopped_early = stopped;
   result.train_seconds = state.train_seconds;
   result.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  result.step_seconds = std::move(result_steps);
   return result;
 }
 

@@ -35,5 +35,6 @@ std::unique_ptr<Command> make_distill_command();
 std::unique_ptr<Command> make_eval_command();
 std::unique_ptr<Command> make_predict_command();
 std::unique_ptr<Command> make_cache_command();
+std::unique_ptr<Command> make_bench_command();
 
 }  // namespace kd::cli

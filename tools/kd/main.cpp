@@ -27,6 +27,7 @@ std::vector<std::unique_ptr<Command>> all_commands() {
   commands.push_back(make_distill_command());
   commands.push_back(make_eval_command());
   commands.push_back(make_predict_command());
+  commands.push_back(make_bench_command());
   return commands;
 }
 

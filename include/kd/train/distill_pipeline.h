@@ -4,14 +4,16 @@
 //        │                          │
 //        ▼                          ▼
 //   teacher accuracy      for each seed: distilled student (α from the config) and, for comparison,
-//                         the baseline student (α = 0, same budget: the teacher is never consulted)
+//                         the baseline student (α = 0, same epochs over the labelled rows: the teacher is
+//                         never consulted, so unlabelled and augmented rows, which only it can label, are left out)
 //                                   │
 //                                   ▼
 //               report: accuracy, retention, size, FLOPs, latency/throughput, curves (eval/distill_report.h)
 //
 // Run folder layout (run_dir):
 //   config.yaml                    resolved config
-//   knowledge/train.safetensors    cached teacher logits (when distill.cache is on)
+//   knowledge/train.safetensors    cached teacher logits (when distill.cache is on); unlabelled.safetensors
+//                                  and augmented.safetensors for the extra rows, when there are any
 //   teacher_eval.json              the teacher on the validation set
 //   seed-<s>/distilled/, seed-<s>/baseline/   Trainer run folders (best/, last/, metrics.json, result.json)
 //   student/                       the deployable student: the best distilled seed's best model
@@ -23,9 +25,11 @@
 #include <string>
 #include <vector>
 
+#include "kd/data/augment.h"
 #include "kd/data/data_config.h"
 #include "kd/eval/model_profile.h"
 #include "kd/io/config.h"
+#include "kd/knowledge/knowledge_source.h"
 #include "kd/losses/distill_loss.h"
 #include "kd/models/text_classifier.h"
 #include "kd/train/trainer.h"
@@ -37,6 +41,7 @@ struct DistillOptions {
   std::string teacher_dir;         // a classifier folder (kd train-teacher's best/, or a transformers folder)
   DataConfig data;
   std::string unlabelled;          // optional file of extra rows without labels (same text columns)
+  AugmentOptions augment;          // teacher-labelled augmented copies of the training rows (distill.augment)
   DistillLossOptions loss;
   bool cache = true;               // false: run the teacher inline on every batch
   std::string cache_path;          // empty: <run_dir>/knowledge/train.safetensors
@@ -52,6 +57,10 @@ struct DistillOptions {
   // From the experiment config (teacher, data, student is read separately, distill, train, report).
   static DistillOptions from(ConfigNode root);
 };
+
+// The trainer's objective for one student: DistillLoss on the model's logits, with the teacher's logits
+// from `knowledge` fetched only when the loss needs them (never for α = 0). `knowledge` must outlive it.
+LossFn distill_loss_fn(const DistillLossOptions& options, KnowledgeSource* knowledge);
 
 struct DistillSummary {
   double teacher_accuracy = 0;

@@ -35,6 +35,7 @@ struct TrainerOptions {
   bool progress = true;
   int64_t stop_after_steps = 0;    // > 0: save a resume checkpoint and stop after this many optimizer
                                    // steps, as an interruption would (tests resume; splits long runs)
+  bool record_step_times = false;  // fill TrainResult::step_seconds (kd bench)
   OptimizerOptions optim;
 };
 
@@ -58,6 +59,9 @@ struct TrainResult {
   bool stopped_early = false;  // stop_after_steps was reached; resume to finish
   double train_seconds = 0;  // training time of all runs of this run folder, evaluations excluded
   double wall_seconds = 0;   // this process: training + evaluation + checkpoints
+  // With record_step_times: seconds of each optimizer step of this process, from collating its first
+  // micro-batch to the end of the optimizer update (evaluations and checkpoints excluded).
+  std::vector<double> step_seconds;
 };
 
 class Trainer {

@@ -1,0 +1,131 @@
+"""Plain-PyTorch distillation step loop: the peer kd's `distill` loop is measured against (issue 4).
+
+What it measures: milliseconds per training step and examples per second of the loop a user writes from a
+tutorial, on the CPU, with `torch.set_num_threads(--threads)`:
+
+    for batch in DataLoader(rows, shuffle=True, collate_fn=tokenize):       # tokenized on the fly
+        with torch.no_grad(): t = teacher(**batch).logits                  # transformers BERT teacher
+        s = student(input_ids, attention_mask)                             # kd's BiLSTM, in PyTorch
+        loss = a * KL(softmax(t/T) || softmax(s/T)) * T^2 + (1 - a) * CE(s, y)
+        loss.backward(); clip_grad_norm_(5.0); AdamW.step(); schedule.step(); zero_grad()
+
+Each timed interval is one whole step, from fetching (and tokenizing) its batch to zero_grad; the first
+--warmup steps are excluded; the median and p90 of the --steps timed steps are reported, and examples/s is
+the timed examples over the summed time of the timed steps.
+
+Why it is fair: same teacher weights (the kd teacher folder, loaded by transformers), same tokenizer and
+max_length, same student architecture and sizes as kd's (src/models/bilstm.cpp), same loss, optimizer,
+clipping, schedule, batch size and thread count as the kd config the orchestrator reads; the code is
+shared with the TextBrewer peer (common.py). Differences to disclose: this loop tokenizes inside the step
+and pads each batch to its longest row of a random batch (kd tokenizes once and buckets by length), and
+the student's embeddings start random (kd: the teacher's table along its principal axes), which changes
+no cost.
+
+--knowledge cached (not the tutorial loop; for an apples-to-apples view of kd's cached mode): the
+teacher's logits for exactly the batches the timed loop will see are computed before it, untimed, and
+read back per step; everything else is the same.
+"""
+import math
+import sys
+import time
+
+import common
+
+
+def main():
+    p = common.distill_args(__doc__.splitlines()[0])
+    p.add_argument("--knowledge", choices=("live", "cached"), default="live",
+                   help="live: teacher forward every step (the tutorial loop); cached: precomputed logits")
+    args = p.parse_args()
+    if args.steps < 1 or args.warmup < 0:
+        sys.exit("need --steps >= 1 and --warmup >= 0")
+    torch = common.set_threads(args.threads)
+    from torch.utils.data import DataLoader
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+    tokenizer = AutoTokenizer.from_pretrained(args.teacher)
+    teacher = AutoModelForSequenceClassification.from_pretrained(args.teacher).eval()
+    rows = common.read_rows(args.data, args.text, args.label)
+    data = list(zip([t for t, _ in rows], common.label_ids(rows, teacher.config)))
+    collate = common.make_collate(tokenizer, args.max_length)
+
+    torch.manual_seed(args.seed)
+    student = common.make_student(len(tokenizer), teacher.config.num_labels, args.embedding_dim, args.hidden,
+                                  args.layers, args.dropout, tokenizer.pad_token_id or 0)
+    student.train()
+    optimizer = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    total_steps = math.ceil(len(data) / args.batch_size) * args.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps), total_steps)
+
+    def batches():
+        """Endless: a new shuffle each epoch; the same seed gives the same sequence of batches."""
+        gen = torch.Generator().manual_seed(args.seed)
+        while True:
+            yield from DataLoader(data, batch_size=args.batch_size, shuffle=True, collate_fn=collate,
+                                  generator=gen)
+
+    n_steps = args.warmup + args.steps
+    cache, cache_seconds = None, 0.0
+    if args.knowledge == "cached":
+        t0 = time.perf_counter()
+        cache, it = [], batches()
+        with torch.no_grad():
+            for _ in range(n_steps):
+                b = next(it)
+                b.pop("labels")
+                cache.append(teacher(**b).logits)
+        cache_seconds = time.perf_counter() - t0
+
+    it = batches()
+    times, examples, tok_real, tok_padded, losses = [], 0, 0, 0, []
+    for step in range(n_steps):
+        t0 = time.perf_counter()
+        batch = next(it)
+        labels = batch.pop("labels")
+        if cache is None:
+            with torch.no_grad():
+                teacher_logits = teacher(**batch).logits
+        else:
+            teacher_logits = cache[step]
+        student_logits = student(batch["input_ids"], batch["attention_mask"])
+        loss = common.distill_loss(student_logits, teacher_logits, labels, args.temperature, args.alpha)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), args.clip_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        dt = time.perf_counter() - t0
+        losses.append(loss.item())
+        if step >= args.warmup:
+            times.append(dt)
+            examples += labels.numel()
+            tok_real += int(batch["attention_mask"].sum())
+            tok_padded += batch["input_ids"].numel()
+
+    result = {
+        "tool": "pytorch", "mode": args.knowledge, "steps": args.steps, "warmup": args.warmup,
+        "batch_size": args.batch_size,
+        "ms_per_step_median": 1000 * common.median(times),
+        "ms_per_step_p90": 1000 * common.percentile(times, 0.9),
+        "examples_per_s": examples / sum(times),
+        "peak_rss_mib": common.peak_rss_mib(), "threads": torch.get_num_threads(),
+        **common.versions(),
+        "timed_examples": examples, "timed_seconds": sum(times),
+        "tokens_real": tok_real, "tokens_padded": tok_padded,
+        "padding_fraction": 1 - tok_real / tok_padded,
+        "tokenization_in_step": True, "length_bucketing": False,
+        "kd_loss": "kl (F.kl_div, batchmean) * T^2", "cache_seconds_untimed": cache_seconds,
+        "teacher": args.teacher, "teacher_attention": getattr(teacher.config, "_attn_implementation", None),
+        "data": args.data, "rows": len(data), "num_classes": teacher.config.num_labels,
+        "vocab_size": len(tokenizer),
+        "student_parameters": sum(p.numel() for p in student.parameters()),
+        "schedule_total_steps": total_steps,
+        "optimizer_steps": int(optimizer.state[next(student.parameters())]["step"]),
+        "loss_first": losses[0], "loss_last": losses[-1],
+        "settings": common.settings(args),
+    }
+    common.emit(result, args.out)
+
+
+if __name__ == "__main__":
+    main()
