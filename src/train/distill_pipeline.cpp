@@ -147,6 +147,9 @@ DistillOptions DistillOptions::from(ConfigNode root) {
   }
   if (o.seeds.empty()) throw ConfigError(located(r.where("seeds"), "needs at least one seed"));
   o.baseline = r.get<bool>("baseline", true);
+  o.baseline_epochs = r.get<int64_t>("baseline_epochs", 0);
+  if (o.baseline_epochs < 0)
+    throw ConfigError(located(r.where("baseline_epochs"), "must be >= 0 (0 = train.epochs)"));
   o.speed.repeats = r.get<int64_t>("latency_repeats", o.speed.repeats);
   o.speed.warmup = r.get<int64_t>("latency_warmup", o.speed.warmup);
   if (o.speed.repeats < 1 || o.speed.warmup < 0)
@@ -250,6 +253,7 @@ DistillSummary DistillPipeline::run() {
     t.run_dir = dir.string();
     t.seed = static_cast<uint64_t>(seed);
     t.resume = fs::exists(dir / "last" / "trainer_state.json");
+    if (!distilled && o.baseline_epochs > 0) t.epochs = o.baseline_epochs;
     t.progress = o.progress;
     DistillLossOptions lo = o.loss;
     if (!distilled) lo.alpha = 0;
@@ -328,6 +332,7 @@ DistillSummary DistillPipeline::run() {
                      {"knowledge", o.cache ? "cached" : "live"},
                      {"seeds", o.seeds},
                      {"epochs", o.train.epochs},
+                     {"baseline_epochs", o.baseline_epochs > 0 ? o.baseline_epochs : o.train.epochs},
                      {"batch_size", o.train.batch_size},
                      {"lr", o.train.optim.lr},
                      {"train_rows", train_rows.size()},

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -48,6 +49,11 @@ ModelProfile profile_model(TextClassifier& model, const std::string& saved_dir, 
 
 // Total size of the regular files under `dir`, recursively (IoError if it is not a folder).
 int64_t folder_bytes(const std::string& dir);
+
+// Statistics of timed passes, as every kd measurement reports them: the median, and the nearest-rank
+// percentile (q in (0, 1]). Both return 0 for no samples.
+double median(std::vector<double> v);
+double percentile(std::vector<double> v, double q);
 
 // A JSON number, or null when `v` is NaN or infinite.
 nlohmann::json json_number(double v);

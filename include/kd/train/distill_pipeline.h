@@ -50,6 +50,8 @@ struct DistillOptions {
   TrainerOptions train;            // run_dir and seed are set per part
   std::vector<int64_t> seeds = {1, 2, 3};
   bool baseline = true;            // also train the α = 0 student
+  int64_t baseline_epochs = 0;     // its epochs over the labelled rows; 0: train.epochs. The distilled student's
+                                   // epochs also cover augmented/unlabelled rows, so its epochs are often fewer
   SpeedOptions speed;
   bool resume = false;             // continue an interrupted run
   bool progress = true;
