@@ -29,7 +29,7 @@ import tokenizers
 import torch
 import transformers
 from safetensors.torch import save_file
-from tokenizers import pre_tokenizers
+from tokenizers import Tokenizer, pre_tokenizers
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
@@ -72,17 +72,18 @@ def _wiki_lines(data, name):
 
 
 def _tokenizers(gguf_path):
+    """The converter's tokenizer (transformers wrapper, for decoding) and the two backends to encode with."""
     folder, name = str(pathlib.Path(gguf_path).parent), pathlib.Path(gguf_path).name
-    gpt2 = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    smollm = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    smollm.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+    wrapper = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    smollm = Tokenizer.from_str(wrapper.backend_tokenizer.to_str())
+    smollm.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Digits(individual_digits=True),
         pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=True)])
-    return {"gpt2": gpt2, "smollm": smollm}
+    return wrapper, {"gpt2": wrapper.backend_tokenizer, "smollm": smollm}
 
 
-def _encode(tok, text):
-    return tok.backend_tokenizer.encode(text, add_special_tokens=False).ids
+def _encode(backend, text):
+    return backend.encode(text, add_special_tokens=False).ids
 
 
 def _decode_cases(tok):
@@ -122,7 +123,7 @@ def _greedy(model, ids, n):
 
 
 @torch.no_grad()
-def _model_goldens(out, gguf_path, tok):
+def _model_goldens(out, gguf_path, tok, wrapper):
     model = _model(gguf_path)
     tensors, prompts = {}, {}
     for name, text in PROMPTS.items():
@@ -135,7 +136,8 @@ def _model_goldens(out, gguf_path, tok):
         entry = {"text": text, "ids": ids}
         if name in GENERATE:
             entry["greedy"], entry["margins"] = _greedy(model, ids, N_NEW)
-            entry["greedy_text"] = tok.decode(entry["greedy"], skip_special_tokens=False)
+            entry["greedy_text"] = wrapper.decode(entry["greedy"], skip_special_tokens=False,
+                                                  clean_up_tokenization_spaces=False)
         prompts[name] = entry
     # A right-padded batch of two prompts with an attention mask.
     a, b = prompts["story"]["ids"], prompts["wiki"]["ids"]
@@ -158,8 +160,8 @@ def _model_goldens(out, gguf_path, tok):
 def make(args):
     out = pathlib.Path(args.out) / "llm"
     out.mkdir(parents=True, exist_ok=True)
-    toks = _tokenizers(args.gguf)
-    toks["smollm"].backend_tokenizer.save(str(out / "tokenizer_smollm.json"))
+    wrapper, toks = _tokenizers(args.gguf)
+    toks["smollm"].save(str(out / "tokenizer_smollm.json"))
     sets = {"wiki_test": _wiki_lines(args.data, "wiki.test.tokens"),
             "wiki_valid": _wiki_lines(args.data, "wiki.valid.tokens"), "hard_cases": HARD_CASES}
     counts, disagree = {}, {}
@@ -171,8 +173,8 @@ def make(args):
             per_pre[pre] = rows
         counts[set_name] = len(texts)
         disagree[set_name] = sum(x["ids"] != y["ids"] for x, y in zip(per_pre["gpt2"], per_pre["smollm"]))
-    _write_jsonl(out / "decode_cases.jsonl", _decode_cases(toks["smollm"]))
-    _model_goldens(out, args.gguf, toks["smollm"])
+    _write_jsonl(out / "decode_cases.jsonl", _decode_cases(wrapper))
+    _model_goldens(out, args.gguf, toks["smollm"], wrapper)
     with open(out / "meta.json", "w", encoding="utf-8") as f:
         json.dump({"transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
                    "torch": torch.__version__, "counts": counts, "gpt2_vs_smollm_disagree": disagree}, f, indent=1)
