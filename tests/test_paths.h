@@ -8,6 +8,8 @@ namespace kd::test {
 
 inline std::string shared_data(const std::string& rel) { return std::string(KD_SHARED_DATA) + "/" + rel; }
 inline std::string model_dir() { return KD_MODEL_DIR; }
+// The causal LM (SmolLM2-135M-Instruct, Q4_1 GGUF) that scripts/setup.sh links under models/.
+inline std::string llm_gguf() { return KD_LLM_GGUF; }
 inline std::string golden(const std::string& rel) { return std::string(KD_GOLDEN_DIR) + "/" + rel; }
 inline std::string kd_exe() { return KD_EXE; }
 inline std::string source_dir() { return KD_SOURCE_DIR; }

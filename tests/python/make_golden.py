@@ -14,6 +14,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True, help="Hugging Face checkpoint folder (BERT)")
     ap.add_argument("--data", required=True, help="the shared data folder")
+    ap.add_argument("--gguf", required=True, help="the causal LM as a GGUF file (SmolLM2)")
     ap.add_argument("--out", required=True, help="output folder for golden files")
     ap.add_argument("--only", default="", help="run only golden_<name>.py")
     args = ap.parse_args()
