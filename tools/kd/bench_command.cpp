@@ -42,14 +42,6 @@ double peak_rss_mib() {
   return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
-double percentile(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
-  const double pos = q * static_cast<double>(v.size() - 1);
-  const auto lo = static_cast<size_t>(pos);
-  const size_t hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (pos - static_cast<double>(lo)) * (v[hi] - v[lo]);
-}
-
 nlohmann::json machine_json() {
   return {{"threads", torch::get_num_threads()}, {"cpu", cpu_model_name()}, {"date", utc_now_iso()},
           {"peak_rss_mib", peak_rss_mib()}};
@@ -158,7 +150,7 @@ class BenchCommand : public Command {
           {"steps", timed.size()},
           {"warmup", warmup_},
           {"batch_size", o.train.batch_size},
-          {"ms_per_step_median", 1e3 * percentile(timed, 0.5)},
+          {"ms_per_step_median", 1e3 * median(timed)},
           {"ms_per_step_p90", 1e3 * percentile(timed, 0.9)},
           {"examples_per_s", static_cast<double>(timed.size() * o.train.batch_size) / total},
           {"torch", TORCH_VERSION}},
