@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "command.h"
+#include "run_folder_flags.h"
 #include "kd/io/atomic_file.h"
 #include "kd/models/student_registry.h"
 #include "kd/train/distill_pipeline.h"
@@ -22,21 +23,16 @@ class DistillCommand : public Command {
   }
 
   void add_options(CLI::App& app) override {
-    app.add_option("-c,--config", config_, "experiment YAML file")->required()->check(CLI::ExistingFile);
-    app.add_option("--set", overrides_, "override a config value, e.g. --set distill.temperature=4 (repeatable)");
-    app.add_option("--run-dir", run_dir_, "run folder (overrides the config's run_dir)");
-    auto* resume = app.add_flag("--resume", resume_, "continue an interrupted run: finished parts are kept");
-    app.add_flag("--overwrite", overwrite_, "start over in a run folder that already holds a run")->excludes(resume);
+    run_.add_to(app, "distill.temperature=4", "continue an interrupted run: finished parts are kept");
     common_.add_to(app);
   }
 
   int run() override {
     common_.apply();
-    if (!run_dir_.empty()) overrides_.push_back("run_dir=" + run_dir_);
-    Config config = Config::load(config_, overrides_);
+    Config config = run_.load();
     auto root = config.root();
     DistillOptions options = DistillOptions::from(root);
-    options.resume = resume_;
+    options.resume = run_.resume;
     options.progress = !common_.no_progress;
     auto student = root.child("student");
     // A typo in the student type fails before any data is read; the sizes are read (and checked) when
@@ -48,12 +44,7 @@ class DistillCommand : public Command {
 
     const fs::path run(options.run_dir);
     const bool has_run = fs::exists(run / "config.yaml");
-    if (has_run && !resume_ && !overwrite_)
-      throw ConfigError(located(options.run_dir, "run folder already holds a run",
-                                "pass --resume to continue it or --overwrite to start over"));
-    if (overwrite_ && has_run) {
-      for (const auto& entry : fs::directory_iterator(run)) fs::remove_all(entry.path());
-    }
+    if (has_run) run_.prepare(run, has_run);
     fs::create_directories(run);
     write_file_atomic((run / "config.yaml").string(), config.resolved_yaml());
 
@@ -64,9 +55,7 @@ class DistillCommand : public Command {
   }
 
  private:
-  std::string config_, run_dir_;
-  std::vector<std::string> overrides_;
-  bool resume_ = false, overwrite_ = false;
+  RunFolderFlags run_;
   CommonOptions common_;
 };
 

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "command.h"
+#include "run_folder_flags.h"
 #include "kd/data/data_config.h"
 #include "kd/data/text_dataset.h"
 #include "kd/eval/distill_report.h"
@@ -25,11 +26,7 @@ class TrainTeacherCommand : public Command {
   }
 
   void add_options(CLI::App& app) override {
-    app.add_option("-c,--config", config_, "experiment YAML file")->required()->check(CLI::ExistingFile);
-    app.add_option("--set", overrides_, "override a config value, e.g. --set train.lr=3e-5 (repeatable)");
-    app.add_option("--run-dir", run_dir_, "run folder (overrides the config's run_dir)");
-    auto* resume = app.add_flag("--resume", resume_, "continue an interrupted run from <run_dir>/last");
-    app.add_flag("--overwrite", overwrite_, "start over in a run folder that already holds a run")->excludes(resume);
+    run_.add_to(app, "train.lr=3e-5", "continue an interrupted run from <run_dir>/last");
     app.add_option("--stop-after", stop_after_, "stop after N optimizer steps with a resume checkpoint (0 = run to the end)")
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
@@ -38,14 +35,13 @@ class TrainTeacherCommand : public Command {
 
   int run() override {
     common_.apply();
-    if (!run_dir_.empty()) overrides_.push_back("run_dir=" + run_dir_);
-    Config config = Config::load(config_, overrides_);
+    Config config = run_.load();
     auto root = config.root();
     const std::string run_dir = root.get<std::string>("run_dir", "runs/teacher");
     auto model_section = root.child("model");
     const DataConfig data = DataConfig::from(root.child("data"));
     TrainerOptions options = trainer_options_from(root.child("train"), run_dir);
-    options.resume = resume_;
+    options.resume = run_.resume;
     options.progress = !common_.no_progress;
     options.stop_after_steps = stop_after_;
     // The model section is read by the registry after the labels are known; read the type now so
@@ -53,12 +49,7 @@ class TrainTeacherCommand : public Command {
     (void)teacher_registry().get(model_section.get<std::string>("type", "bert"), model_section.where("type"));
 
     const fs::path run(run_dir);
-    if (fs::exists(run / "last") && !resume_ && !overwrite_)
-      throw ConfigError(located(run_dir, "run folder already holds a run",
-                                "pass --resume to continue it or --overwrite to start over"));
-    if (overwrite_) {
-      for (const char* old : {"last", "best", "metrics.json", "summary.json"}) fs::remove_all(run / old);
-    }
+    run_.prepare(run, fs::exists(run / "last"), {"last", "best", "metrics.json", "summary.json"});
 
     log_info("reading " + data.train);
     DataSplits splits = read_splits(data);
@@ -107,9 +98,7 @@ class TrainTeacherCommand : public Command {
   }
 
  private:
-  std::string config_, run_dir_;
-  std::vector<std::string> overrides_;
-  bool resume_ = false, overwrite_ = false;
+  RunFolderFlags run_;
   int64_t stop_after_ = 0;
   CommonOptions common_;
 };
