@@ -66,7 +66,10 @@ DistillLossParts DistillLoss::operator()(const torch::Tensor& student_logits, co
   if (!labels.defined() || labels.dim() != 1 || labels.size(0) != rows || labels.scalar_type() != torch::kInt64)
     throw DataError("distillation loss: labels must be int64 (B) with B = " + std::to_string(rows));
   if (rows > 0) {
-    const auto lo = labels.min().item<int64_t>(), hi = labels.max().item<int64_t>();
+    // One host read for both ends of the range (each .item() waits for the device).
+    const auto [min, max] = torch::aminmax(labels);
+    const auto range = torch::stack({min, max}).cpu();
+    const auto lo = range[0].item<int64_t>(), hi = range[1].item<int64_t>();
     if (lo < -1 || hi >= classes)
       throw DataError("distillation loss: label " + std::to_string(lo < -1 ? lo : hi) + " is outside [-1, " +
                       std::to_string(classes) + ") (-1 = unlabelled row)");
@@ -79,7 +82,7 @@ DistillLossParts DistillLoss::operator()(const torch::Tensor& student_logits, co
   const auto ce = -log_p.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1);  // (B)
 
   DistillLossParts parts;
-  parts.hard = masked_mean(ce.detach(), labelled).item<double>();  // 0 when no row is labelled
+  parts.hard = masked_mean(ce.detach(), labelled);  // 0 when no row is labelled
 
   if (!needs_teacher()) {
     // The baseline: only labelled rows carry a signal. With none, masked_mean gives 0 that still has a
@@ -97,7 +100,7 @@ DistillLossParts DistillLoss::operator()(const torch::Tensor& student_logits, co
   // Every row carries the soft signal; masked_mean with all-ones is the mean, and 0 for B = 0.
   const auto all = torch::ones_like(per_row, torch::kBool);
   parts.total = masked_mean(per_row, all);
-  parts.soft = masked_mean(soft.detach(), all).item<double>();
+  parts.soft = masked_mean(soft.detach(), all);
   return parts;
 }
 

@@ -3,33 +3,16 @@
 #include <limits>
 
 #include "kd/error.h"
+#include "kd/models/options_json.h"
 
 namespace kd {
 
 namespace rnn = torch::nn::utils::rnn;
 
-nlohmann::json BiLstmOptions::to_json() const {
-  return {{"vocab_size", vocab_size}, {"embedding_dim", embedding_dim}, {"hidden", hidden},
-          {"layers", layers},         {"pooling", pooling},             {"dropout", dropout},
-          {"num_classes", num_classes}, {"padding_idx", padding_idx},   {"projection", projection}};
-}
+nlohmann::json BiLstmOptions::to_json() const { return options_to_json(*this); }
 
 BiLstmOptions BiLstmOptions::from_json(const nlohmann::json& j, const std::string& where) {
-  BiLstmOptions o;
-  if (!j.is_object()) throw FormatError(located(where, "student options must be a JSON object"));
-  try {
-    o.vocab_size = j.value("vocab_size", o.vocab_size);
-    o.embedding_dim = j.value("embedding_dim", o.embedding_dim);
-    o.hidden = j.value("hidden", o.hidden);
-    o.layers = j.value("layers", o.layers);
-    o.pooling = j.value("pooling", o.pooling);
-    o.dropout = j.value("dropout", o.dropout);
-    o.num_classes = j.value("num_classes", o.num_classes);
-    o.padding_idx = j.value("padding_idx", o.padding_idx);
-    o.projection = j.value("projection", o.projection);
-  } catch (const nlohmann::json::exception& e) {
-    throw FormatError(located(where, std::string("bad bilstm options: ") + e.what()));
-  }
+  const auto o = options_from_json<BiLstmOptions>(j, where, "bilstm");
   if (o.vocab_size < 1 || o.embedding_dim < 1 || o.hidden < 1 || o.layers < 1 || o.num_classes < 1 ||
       o.projection < 0 || (o.pooling != "max" && o.pooling != "mean" && o.pooling != "last"))
     throw FormatError(located(where, "bilstm options out of range: " + o.to_json().dump()));

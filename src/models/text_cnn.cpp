@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "kd/error.h"
+#include "kd/models/options_json.h"
 
 namespace kd {
 
@@ -11,27 +12,10 @@ int64_t TextCnnOptions::max_kernel() const {
   return kernel_sizes.empty() ? 1 : *std::max_element(kernel_sizes.begin(), kernel_sizes.end());
 }
 
-nlohmann::json TextCnnOptions::to_json() const {
-  return {{"vocab_size", vocab_size}, {"embedding_dim", embedding_dim}, {"kernel_sizes", kernel_sizes},
-          {"filters", filters},       {"dropout", dropout},             {"num_classes", num_classes},
-          {"padding_idx", padding_idx}, {"projection", projection}};
-}
+nlohmann::json TextCnnOptions::to_json() const { return options_to_json(*this); }
 
 TextCnnOptions TextCnnOptions::from_json(const nlohmann::json& j, const std::string& where) {
-  TextCnnOptions o;
-  if (!j.is_object()) throw FormatError(located(where, "student options must be a JSON object"));
-  try {
-    o.vocab_size = j.value("vocab_size", o.vocab_size);
-    o.embedding_dim = j.value("embedding_dim", o.embedding_dim);
-    o.kernel_sizes = j.value("kernel_sizes", o.kernel_sizes);
-    o.filters = j.value("filters", o.filters);
-    o.dropout = j.value("dropout", o.dropout);
-    o.num_classes = j.value("num_classes", o.num_classes);
-    o.padding_idx = j.value("padding_idx", o.padding_idx);
-    o.projection = j.value("projection", o.projection);
-  } catch (const nlohmann::json::exception& e) {
-    throw FormatError(located(where, std::string("bad textcnn options: ") + e.what()));
-  }
+  const auto o = options_from_json<TextCnnOptions>(j, where, "textcnn");
   bool ok = o.vocab_size >= 1 && o.embedding_dim >= 1 && o.filters >= 1 && o.num_classes >= 1 &&
             o.projection >= 0 && !o.kernel_sizes.empty();
   for (auto k : o.kernel_sizes) ok = ok && k >= 1;

@@ -33,8 +33,10 @@ struct DistillLossOptions {
 
 struct DistillLossParts {
   torch::Tensor total;  // scalar, what is back-propagated
-  double soft = 0;      // mean soft term over rows that have it (0 when none), for logs
-  double hard = 0;      // mean CE over labelled rows (0 when none)
+  // Detached scalars for logs, left on the device: reading them (.item()) waits for the device, so the
+  // training step never does; undefined soft when the loss has no teacher term.
+  torch::Tensor soft;  // mean soft term over all rows
+  torch::Tensor hard;  // mean CE over labelled rows (0 when none)
 };
 
 class DistillLoss {

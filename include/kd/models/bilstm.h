@@ -41,6 +41,18 @@ struct BiLstmOptions {
 
   // Width of the embedding table.
   int64_t table_dim() const { return projection > 0 ? projection : embedding_dim; }
+  template <class Self, class F>
+  static void visit_fields(Self& o, F&& f) {
+    f("vocab_size", o.vocab_size);
+    f("embedding_dim", o.embedding_dim);
+    f("hidden", o.hidden);
+    f("layers", o.layers);
+    f("pooling", o.pooling);
+    f("dropout", o.dropout);
+    f("num_classes", o.num_classes);
+    f("padding_idx", o.padding_idx);
+    f("projection", o.projection);
+  }
   nlohmann::json to_json() const;
   // Missing keys keep their defaults; a wrong type is a FormatError naming `where`.
   static BiLstmOptions from_json(const nlohmann::json& j, const std::string& where);

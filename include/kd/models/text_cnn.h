@@ -35,6 +35,17 @@ struct TextCnnOptions {
 
   int64_t table_dim() const { return projection > 0 ? projection : embedding_dim; }
   int64_t max_kernel() const;
+  template <class Self, class F>
+  static void visit_fields(Self& o, F&& f) {
+    f("vocab_size", o.vocab_size);
+    f("embedding_dim", o.embedding_dim);
+    f("kernel_sizes", o.kernel_sizes);
+    f("filters", o.filters);
+    f("dropout", o.dropout);
+    f("num_classes", o.num_classes);
+    f("padding_idx", o.padding_idx);
+    f("projection", o.projection);
+  }
   nlohmann::json to_json() const;
   static TextCnnOptions from_json(const nlohmann::json& j, const std::string& where);
 };
