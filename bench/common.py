@@ -154,6 +154,25 @@ def distill_args(description):
     return p
 
 
+def parse_distill_args(p):
+    """Parses the peers' flags (distill_args plus a peer's own) and checks the step counts."""
+    args = p.parse_args()
+    if args.steps < 1 or args.warmup < 0:
+        sys.exit("need --steps >= 1 and --warmup >= 0")
+    return args
+
+
+def load_teacher_and_data(args):
+    """What every peer starts from: the teacher's tokenizer, the teacher in eval mode, the training rows as
+    (text, label id) pairs and the collate function that pads a batch of them."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(args.teacher)
+    teacher = AutoModelForSequenceClassification.from_pretrained(args.teacher).eval()
+    rows = read_rows(args.data, args.text, args.label)
+    data = list(zip([t for t, _ in rows], label_ids(rows, teacher.config)))
+    return tokenizer, teacher, data, make_collate(tokenizer, args.max_length)
+
+
 def settings(args):
     """The hyper-parameters echoed into every distillation result, so runs can be checked for equality."""
     keys = ("max_length", "batch_size", "embedding_dim", "hidden", "layers", "dropout", "temperature", "alpha",

@@ -53,22 +53,16 @@ def main():
     p = common.distill_args(__doc__.splitlines()[0])
     p.add_argument("--tensorboard", action="store_true",
                    help="let TextBrewer write its TensorBoard log (into the temporary folder); default off")
-    args = p.parse_args()
-    if args.steps < 1 or args.warmup < 0:
-        sys.exit("need --steps >= 1 and --warmup >= 0")
+    args = common.parse_distill_args(p)
     torch = common.set_threads(args.threads)
     import torch.nn.functional as F
     from torch.utils.data import DataLoader
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import get_linear_schedule_with_warmup
     import textbrewer
     from textbrewer import BasicDistiller, DistillationConfig, TrainingConfig
     from textbrewer.presets import KD_LOSS_MAP
 
-    tokenizer = AutoTokenizer.from_pretrained(args.teacher)
-    teacher = AutoModelForSequenceClassification.from_pretrained(args.teacher).eval()
-    rows = common.read_rows(args.data, args.text, args.label)
-    data = list(zip([t for t, _ in rows], common.label_ids(rows, teacher.config)))
-    collate = common.make_collate(tokenizer, args.max_length)
+    tokenizer, teacher, data, collate = common.load_teacher_and_data(args)
 
     def collate_tb(batch):
         """TextBrewer's two-model batch: the teacher gets the encoder inputs, the student also the labels."""

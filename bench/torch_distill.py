@@ -26,7 +26,6 @@ teacher's logits for exactly the batches the timed loop will see are computed be
 read back per step; everything else is the same.
 """
 import math
-import sys
 import time
 
 import common
@@ -36,18 +35,12 @@ def main():
     p = common.distill_args(__doc__.splitlines()[0])
     p.add_argument("--knowledge", choices=("live", "cached"), default="live",
                    help="live: teacher forward every step (the tutorial loop); cached: precomputed logits")
-    args = p.parse_args()
-    if args.steps < 1 or args.warmup < 0:
-        sys.exit("need --steps >= 1 and --warmup >= 0")
+    args = common.parse_distill_args(p)
     torch = common.set_threads(args.threads)
     from torch.utils.data import DataLoader
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import get_linear_schedule_with_warmup
 
-    tokenizer = AutoTokenizer.from_pretrained(args.teacher)
-    teacher = AutoModelForSequenceClassification.from_pretrained(args.teacher).eval()
-    rows = common.read_rows(args.data, args.text, args.label)
-    data = list(zip([t for t, _ in rows], common.label_ids(rows, teacher.config)))
-    collate = common.make_collate(tokenizer, args.max_length)
+    tokenizer, teacher, data, collate = common.load_teacher_and_data(args)
 
     torch.manual_seed(args.seed)
     student = common.make_student(len(tokenizer), teacher.config.num_labels, args.embedding_dim, args.hidden,
