@@ -11,6 +11,8 @@
 #include "kd/error.h"
 #include "../test_paths.h"  // tests/ is not on the include path
 
+#include "expect_error.h"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -54,20 +56,7 @@ std::string craft(const fs::path& dir, const std::string& header, const std::str
   return path;
 }
 
-// Expects `fn` to throw E whose message contains every one of `parts`.
-template <class E, class F>
-void expect_error(F fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    FAIL() << "no exception thrown";
-  } catch (const E& e) {
-    const std::string msg = e.what();
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-  } catch (const std::exception& e) {
-    FAIL() << "wrong exception type: " << e.what();
-  }
-}
+using kd::test::expect_error;
 
 template <class E>
 void expect_open_error(const std::string& path, const std::vector<std::string>& parts) {

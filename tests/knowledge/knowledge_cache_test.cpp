@@ -12,6 +12,7 @@
 #include "kd/io/atomic_file.h"
 #include "kd/io/safetensors.h"
 #include "kd/knowledge/knowledge_cache.h"
+#include "expect_error.h"
 #include "test_paths.h"
 
 namespace fs = std::filesystem;
@@ -64,18 +65,7 @@ class FakeTeacher : public TextClassifier {
   LabelVocab labels_;
 };
 
-template <typename E, typename F>
-void expect_error(F fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no exception thrown";
-  } catch (const E& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-  }
-}
+using kd::test::expect_error;
 
 // 60 rows of 1..9 words; word ids vary so that rows have different logits.
 void write_data(const fs::path& path, int variant = 0) {

@@ -15,6 +15,8 @@
 #include "kd/io/safetensors.h"
 #include "../test_paths.h"  // tests/ is not on the include path
 
+#include "expect_error.h"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -36,19 +38,7 @@ double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
 }
 
-// Expects `fn` to throw E whose message contains every one of `parts`.
-template <class E, class F>
-void expect_error(F fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no exception thrown";
-  } catch (const E& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-  }
-}
+using kd::test::expect_error;
 
 // A small batch: row 0 has 7 tokens, row 1 has 4 then padding; pad positions hold non-pad ids on
 // purpose, so that only the mask can keep them out.
