@@ -17,6 +17,7 @@
 #include "kd/text/chat_template.h"
 #include "../test_paths.h"  // tests/ is not on the include path
 #include "../text/tiny_bpe.h"
+#include "tiny_llama.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -42,24 +43,10 @@ kd::BpeTokenizer tiny_tokenizer() {
 }
 
 kd::Llama tiny_model(int64_t vocab, bool tied, uint64_t seed = 3) {
-  torch::manual_seed(seed);
-  kd::LlamaOptions o;
-  o.vocab_size = vocab;
-  o.hidden_size = 32;
-  o.intermediate_size = 48;
-  o.num_layers = 2;
-  o.num_heads = 4;
-  o.num_kv_heads = 2;
-  o.max_position = 64;
+  auto o = kd::test::tiny_llama_options(vocab, tied);
   o.rope_theta = 12345.5;
   o.rms_eps = 9.999999747378752e-06;  // a float32 value: must survive config.json exactly
-  o.tie_embeddings = tied;
-  kd::Llama m(o);
-  m->eval();
-  torch::NoGradGuard g;
-  for (auto& p : m->named_parameters())
-    if (p.key().find("norm") != std::string::npos) p.value().uniform_(0.5, 1.5);
-  return m;
+  return kd::test::tiny_llama(o, seed);
 }
 
 const std::vector<std::string> kTexts = {
