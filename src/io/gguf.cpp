@@ -172,18 +172,29 @@ GgufFile::GgufFile(const std::string& path) : path_(path) {
       throw IoError(located(path, std::string("cannot map GGUF file: ") + std::strerror(err)));
     }
     data_ = static_cast<const uint8_t*>(p);
+    mapped_ = true;
   }
   ::close(fd);
   try {
     parse();
   } catch (...) {
-    if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+    if (mapped_) ::munmap(const_cast<uint8_t*>(data_), size_);
     throw;
   }
 }
 
+std::unique_ptr<GgufFile> GgufFile::from_bytes(std::string bytes, const std::string& name) {
+  std::unique_ptr<GgufFile> f(new GgufFile());
+  f->path_ = name;
+  f->owned_ = std::move(bytes);
+  f->data_ = reinterpret_cast<const uint8_t*>(f->owned_.data());
+  f->size_ = f->owned_.size();
+  f->parse();
+  return f;
+}
+
 GgufFile::~GgufFile() {
-  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (mapped_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
 std::string GgufFile::key_where(const std::string& key) const { return path_ + ": key '" + key + "'"; }

@@ -27,6 +27,26 @@ void LlamaOptions::validate() const {
     throw ConfigError(located("llama.rope_theta", "rope base and RMS epsilon must be positive"));
 }
 
+std::vector<std::pair<std::string, std::vector<int64_t>>> llama_parameter_shapes(const LlamaOptions& o) {
+  const int64_t H = o.hidden_size, D = o.head_dim(), F = o.intermediate_size;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out = {{"embed_tokens.weight", {o.vocab_size, H}}};
+  for (int64_t i = 0; i < o.num_layers; ++i) {
+    const std::string p = "layers." + std::to_string(i) + ".";
+    out.push_back({p + "input_layernorm.weight", {H}});
+    out.push_back({p + "self_attn.q_proj.weight", {o.num_heads * D, H}});
+    out.push_back({p + "self_attn.k_proj.weight", {o.num_kv_heads * D, H}});
+    out.push_back({p + "self_attn.v_proj.weight", {o.num_kv_heads * D, H}});
+    out.push_back({p + "self_attn.o_proj.weight", {H, o.num_heads * D}});
+    out.push_back({p + "post_attention_layernorm.weight", {H}});
+    out.push_back({p + "mlp.gate_proj.weight", {F, H}});
+    out.push_back({p + "mlp.up_proj.weight", {F, H}});
+    out.push_back({p + "mlp.down_proj.weight", {H, F}});
+  }
+  out.push_back({"norm.weight", {H}});
+  if (!o.tie_embeddings) out.push_back({"lm_head.weight", {o.vocab_size, H}});
+  return out;
+}
+
 LlamaImpl::LlamaImpl(const LlamaOptions& options) : options_(options) {
   options_.validate();
   embed_tokens = register_module("embed_tokens", torch::nn::Embedding(options_.vocab_size, options_.hidden_size));

@@ -22,13 +22,33 @@ std::string shape_str(torch::IntArrayRef shape) {
   return s + "]";
 }
 
-void copy_checked(const GgufFile& f, const std::string& name, const torch::Tensor& value, torch::Tensor& param) {
-  if (value.sizes() != param.sizes())
-    throw FormatError(located(f.path() + ": tensor '" + name + "'", "shape " + shape_str(value.sizes()) +
+void check_shape(const GgufFile& f, const std::string& name, const std::vector<int64_t>& expected) {
+  const auto shape = f.tensor(name).torch_shape();
+  if (shape != expected)
+    throw FormatError(located(f.path() + ": tensor '" + name + "'", "shape " + shape_str(shape) +
                                                                          " does not match the model's " +
-                                                                         shape_str(param.sizes()) + " from the metadata"));
-  torch::NoGradGuard no_grad;
-  param.copy_(value);
+                                                                         shape_str(expected) + " from the metadata"));
+}
+
+// llama.cpp's name of a parameter (named as LlamaImpl::named_parameters() does), and the number of
+// heads whose rotary rows it stores permuted (0: not permuted).
+std::pair<std::string, int64_t> gguf_name(const std::string& param, const LlamaOptions& o) {
+  static const std::pair<const char*, const char*> top[] = {
+      {"embed_tokens.weight", "token_embd.weight"}, {"norm.weight", "output_norm.weight"}, {"lm_head.weight", "output.weight"}};
+  static const std::pair<const char*, const char*> layer[] = {
+      {"input_layernorm.weight", "attn_norm.weight"}, {"self_attn.q_proj.weight", "attn_q.weight"},
+      {"self_attn.k_proj.weight", "attn_k.weight"},   {"self_attn.v_proj.weight", "attn_v.weight"},
+      {"self_attn.o_proj.weight", "attn_output.weight"}, {"post_attention_layernorm.weight", "ffn_norm.weight"},
+      {"mlp.gate_proj.weight", "ffn_gate.weight"},    {"mlp.up_proj.weight", "ffn_up.weight"},
+      {"mlp.down_proj.weight", "ffn_down.weight"}};
+  for (const auto& [hf, gg] : top)
+    if (param == hf) return {gg, 0};
+  const auto dot = param.find('.', 7);  // "layers.N.rest"
+  const std::string block = "blk." + param.substr(7, dot - 7) + ".", rest = param.substr(dot + 1);
+  for (const auto& [hf, gg] : layer)
+    if (rest == hf) return {block + gg, rest == "self_attn.q_proj.weight" ? o.num_heads
+                                        : rest == "self_attn.k_proj.weight" ? o.num_kv_heads : 0};
+  throw std::logic_error("llama: no GGUF name for parameter " + param);
 }
 
 }  // namespace
@@ -71,28 +91,22 @@ LlamaOptions LlamaOptions::from_gguf(const GgufFile& f) {
 
 Llama load_llama_gguf(const GgufFile& f) {
   const auto o = LlamaOptions::from_gguf(f);
+  // Nine tensors a layer: a block count the file cannot hold is refused before listing them all.
+  if (static_cast<uint64_t>(o.num_layers) > f.tensors().size() / 9)
+    throw FormatError(located(key_where(f, "llama.block_count"), std::to_string(o.num_layers) + " layers, but the file has only " +
+                                                                     std::to_string(f.tensors().size()) + " tensors"));
+  const auto shapes = llama_parameter_shapes(o);
+  // Every tensor is checked against the metadata before a model of that size is allocated.
+  for (const auto& [name, shape] : shapes) check_shape(f, gguf_name(name, o).first, shape);
   Llama model(o);
   model->eval();
-  copy_checked(f, "token_embd.weight", f.load("token_embd.weight"), model->embed_tokens->weight);
-  copy_checked(f, "output_norm.weight", f.load("output_norm.weight"), model->norm->weight);
-  if (model->lm_head) copy_checked(f, "output.weight", f.load("output.weight"), model->lm_head->weight);
-  for (int64_t i = 0; i < o.num_layers; ++i) {
-    auto* layer = model->layers[i]->as<LlamaLayerImpl>();
-    const std::string p = "blk." + std::to_string(i) + ".";
-    auto load = [&](const std::string& name, torch::Tensor& param, int64_t rope_heads = 0) {
-      auto w = f.load(p + name);
-      if (rope_heads && w.dim() == 2 && w.size(0) % (2 * rope_heads) == 0) w = unpermute_rope_rows(w, rope_heads);
-      copy_checked(f, p + name, w, param);
-    };
-    load("attn_norm.weight", layer->input_layernorm->weight);
-    load("attn_q.weight", layer->self_attn->q_proj->weight, o.num_heads);
-    load("attn_k.weight", layer->self_attn->k_proj->weight, o.num_kv_heads);
-    load("attn_v.weight", layer->self_attn->v_proj->weight);
-    load("attn_output.weight", layer->self_attn->o_proj->weight);
-    load("ffn_norm.weight", layer->post_attention_layernorm->weight);
-    load("ffn_gate.weight", layer->mlp->gate_proj->weight);
-    load("ffn_up.weight", layer->mlp->up_proj->weight);
-    load("ffn_down.weight", layer->mlp->down_proj->weight);
+  auto params = model->named_parameters();
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, shape] : shapes) {
+    const auto [gg, rope_heads] = gguf_name(name, o);
+    auto w = f.load(gg);
+    if (rope_heads) w = unpermute_rope_rows(w, rope_heads);
+    params[name].copy_(w);
   }
   return model;
 }

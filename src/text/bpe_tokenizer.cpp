@@ -73,6 +73,23 @@ bool BpeTokenizer::is_special(int64_t id) const {
   return t == BpeTokenType::Control || t == BpeTokenType::UserDefined;
 }
 
+BpeTokenType BpeTokenizer::token_type(int64_t id) const {
+  token(id);  // range check
+  return types_[static_cast<size_t>(id)];
+}
+
+std::vector<std::string> BpeTokenizer::merges() const {
+  std::vector<std::pair<int32_t, uint64_t>> ranked;  // (rank, pair key)
+  ranked.reserve(merges_.size());
+  for (const auto& [key, m] : merges_) ranked.emplace_back(m.rank, key);
+  std::sort(ranked.begin(), ranked.end());
+  std::vector<std::string> out;
+  out.reserve(ranked.size());
+  for (const auto& [rank, key] : ranked)
+    out.push_back(tokens_[key >> 32] + " " + tokens_[key & 0xffffffffu]);
+  return out;
+}
+
 std::vector<std::string> BpeTokenizer::pre_tokenize(std::string_view text) const {
   std::vector<std::string> out;
   for (auto piece : bpe_pre_tokenize(text, pre_)) out.emplace_back(piece);

@@ -1,4 +1,5 @@
-// Loading a byte-level BPE tokenizer from GGUF metadata or from a Hugging Face tokenizer.json.
+// Loading a byte-level BPE tokenizer from GGUF metadata or from a Hugging Face tokenizer.json, and
+// writing it as a tokenizer.json.
 #include <nlohmann/json.hpp>
 
 #include "kd/error.h"
@@ -52,13 +53,20 @@ BpeTokenizer BpeTokenizer::from_gguf(const GgufFile& f) {
   tok.bos_id = optional_id(f, "tokenizer.ggml.bos_token_id", vocab);
   tok.eos_id = optional_id(f, "tokenizer.ggml.eos_token_id", vocab);
   tok.pad_id = optional_id(f, "tokenizer.ggml.padding_token_id", vocab);
+  tok.chat_template = f.get_string("tokenizer.chat_template", "");
   return tok;
 }
 
 BpeTokenizer BpeTokenizer::from_gguf(const std::string& path) { return from_gguf(GgufFile(path)); }
 
 BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& path) {
-  const json j = read_json(path);
+  return from_tokenizer_json_text(read_file(path), path);
+}
+
+namespace {
+
+BpeTokenizer tokenizer_from_json(const json& j, const std::string& path) {
+  if (!j.is_object()) throw FormatError(located(path, "not a JSON object"));
   auto bad = [&](const std::string& key, const std::string& what) { return FormatError(located(path + ":" + key, what)); };
   if (!j.contains("model") || !j["model"].is_object()) throw bad("model", "missing or not an object");
   const json& m = j["model"];
@@ -113,6 +121,72 @@ BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& path) {
     throw bad("pre_tokenizer", "only ByteLevel, or Digits(individual_digits) then ByteLevel, is supported");
   }
   return BpeTokenizer(std::move(tokens), merges, std::move(types), pre, path);
+}
+
+}  // namespace
+
+BpeTokenizer BpeTokenizer::from_tokenizer_json_text(const std::string& text, const std::string& source) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw FormatError(located(source, "invalid JSON", e.what()));
+  }
+  try {
+    return tokenizer_from_json(j, source);
+  } catch (const json::exception& e) {
+    // A value of the wrong JSON type where the format wants another (a string id, an object merge).
+    throw FormatError(located(source, std::string("unexpected structure: ") + e.what()));
+  }
+}
+
+std::string BpeTokenizer::to_tokenizer_json() const {
+  json vocab = json::object();
+  json added = json::array();
+  for (int64_t id = 0; id < vocab_size(); ++id) {
+    const std::string& t = tokens_[static_cast<size_t>(id)];
+    const int64_t first = ids_.at(t);
+    if (first != id)
+      throw ConfigError(located(source_, "tokens " + std::to_string(first) + " and " + std::to_string(id) +
+                                             " are both '" + t + "'; a tokenizer.json vocabulary cannot hold that"));
+    vocab[t] = id;
+    const auto type = types_[static_cast<size_t>(id)];
+    if (type == BpeTokenType::Control || type == BpeTokenType::UserDefined)
+      added.push_back({{"id", id}, {"content", t}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
+                       {"normalized", false}, {"special", type == BpeTokenType::Control}});
+  }
+  json merge_pairs = json::array();
+  for (const auto& m : merges()) {
+    const auto sp = m.find(' ');
+    merge_pairs.push_back({m.substr(0, sp), m.substr(sp + 1)});
+  }
+  auto byte_level = [](bool add_prefix_space, bool trim_offsets) {
+    return json{{"type", "ByteLevel"}, {"add_prefix_space", add_prefix_space}, {"trim_offsets", trim_offsets},
+                {"use_regex", true}};
+  };
+  json pre = byte_level(false, true);
+  if (pre_ == BpePreTokenizer::SmolLM)
+    pre = {{"type", "Sequence"},
+           {"pretokenizers", {{{"type", "Digits"}, {"individual_digits", true}}, byte_level(false, true)}}};
+  const json j = {
+      {"version", "1.0"},
+      {"truncation", nullptr},
+      {"padding", nullptr},
+      {"added_tokens", added},
+      {"normalizer", nullptr},
+      {"pre_tokenizer", pre},
+      {"post_processor", byte_level(true, false)},
+      {"decoder", byte_level(true, true)},
+      {"model",
+       {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
+        {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
+        {"vocab", vocab}, {"merges", merge_pairs}}},
+  };
+  try {
+    return j.dump(1) + "\n";
+  } catch (const json::type_error&) {
+    throw FormatError(located(source_, "a token is not valid UTF-8; tokenizer.json cannot hold it"));
+  }
 }
 
 }  // namespace kd

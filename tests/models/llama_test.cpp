@@ -21,37 +21,16 @@
 #include "kd/text/bpe_tokenizer.h"
 #include "../io/gguf_bytes.h"
 #include "../test_paths.h"  // tests/ is not on the include path
+#include "tiny_llama.h"
 
 namespace fs = std::filesystem;
 using torch::indexing::Slice;
 
 namespace {
 
-kd::LlamaOptions tiny_options() {
-  kd::LlamaOptions o;
-  o.vocab_size = 50;
-  o.hidden_size = 32;
-  o.intermediate_size = 48;
-  o.num_layers = 2;
-  o.num_heads = 4;
-  o.num_kv_heads = 2;
-  o.max_position = 64;
-  o.rope_theta = 10000.0;
-  return o;
-}
+kd::LlamaOptions tiny_options() { return kd::test::tiny_llama_options(); }
 
-kd::Llama tiny_model(bool tied = true) {
-  torch::manual_seed(3);
-  auto o = tiny_options();
-  o.tie_embeddings = tied;
-  kd::Llama m(o);
-  m->eval();
-  // Norm weights away from 1 so that a missing or misplaced one shows.
-  torch::NoGradGuard g;
-  for (auto& p : m->named_parameters())
-    if (p.key().find("norm") != std::string::npos) p.value().uniform_(0.5, 1.5);
-  return m;
-}
+kd::Llama tiny_model(bool tied = true) { return kd::test::tiny_llama(kd::test::tiny_llama_options(50, tied)); }
 
 double max_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
 
@@ -89,11 +68,12 @@ TEST(LlamaTest, RightPaddingLeavesRealPositionsUnchanged) {
 }
 
 // Writes `m` as a GGUF file (F32 tensors, Q/K rows in llama.cpp's interleaved order).
-std::string write_gguf(kd::Llama m, const fs::path& path, int64_t tokenizer_tokens) {
+// `block_count` (-1: the model's) is what the metadata claims.
+std::string write_gguf(kd::Llama m, const fs::path& path, int64_t tokenizer_tokens, int64_t block_count = -1) {
   const auto& o = m->options();
   kd::test::GgufBytes g;
   g.add_string("general.architecture", "llama");
-  g.add_u32("llama.block_count", o.num_layers);
+  g.add_u32("llama.block_count", block_count < 0 ? o.num_layers : block_count);
   g.add_u32("llama.context_length", o.max_position);
   g.add_u32("llama.embedding_length", o.hidden_size);
   g.add_u32("llama.feed_forward_length", o.intermediate_size);
@@ -153,6 +133,16 @@ TEST(LlamaTest, VocabularyMismatchAndMissingTensorsAreFormatErrors) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find("49 tokens"), std::string::npos) << msg;
     EXPECT_NE(msg.find(path), std::string::npos) << msg;
+  }
+  // More layers in the metadata than tensors in the file: refused before the model is built.
+  for (const int64_t layers : {3, 1000000000}) {
+    const auto p = write_gguf(m, dir / "layers.gguf", 50, layers);
+    try {
+      kd::load_llama_gguf(p);
+      FAIL() << "no exception for " << layers << " layers";
+    } catch (const kd::FormatError& e) {
+      EXPECT_NE(std::string(e.what()).find("llama.block_count"), std::string::npos) << e.what();
+    }
   }
 }
 

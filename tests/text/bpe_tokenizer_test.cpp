@@ -16,34 +16,17 @@
 #include "kd/io/atomic_file.h"
 #include "kd/text/unicode.h"
 #include "../test_paths.h"  // tests/ is not on the include path
+#include "tiny_bpe.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
 
-std::string u8(char32_t cp) {
-  std::string s;
-  kd::unicode::append_utf8(s, cp);
-  return s;
-}
-
-// Every single-byte token (ids 0..255 in byte order) plus the merges given, in rank order.
+using kd::test::tiny_bpe;
 kd::BpeTokenizer tiny(const std::vector<std::string>& merges, std::vector<std::string> extra = {},
                       std::vector<kd::BpeTokenType> extra_types = {}) {
-  std::vector<std::string> tokens;
-  for (int b = 0; b < 256; ++b) tokens.push_back(u8(kd::gpt2_byte_to_unicode(static_cast<uint8_t>(b))));
-  std::vector<kd::BpeTokenType> types(256, kd::BpeTokenType::Normal);
-  for (const auto& m : merges) {
-    const auto sp = m.find(' ');
-    tokens.push_back(m.substr(0, sp) + m.substr(sp + 1));
-    types.push_back(kd::BpeTokenType::Normal);
-  }
-  for (size_t i = 0; i < extra.size(); ++i) {
-    tokens.push_back(extra[i]);
-    types.push_back(extra_types[i]);
-  }
-  return kd::BpeTokenizer(tokens, merges, types, kd::BpePreTokenizer::Gpt2, "tiny");
+  return tiny_bpe(merges, std::move(extra), std::move(extra_types));
 }
 
 TEST(BpeTokenizerTest, ByteMapIsABijectionOntoPrintableCodePoints) {

@@ -36,5 +36,6 @@ std::unique_ptr<Command> make_eval_command();
 std::unique_ptr<Command> make_predict_command();
 std::unique_ptr<Command> make_cache_command();
 std::unique_ptr<Command> make_bench_command();
+std::unique_ptr<Command> make_generate_command();
 
 }  // namespace kd::cli

@@ -28,15 +28,20 @@ std::vector<std::unique_ptr<Command>> all_commands() {
   commands.push_back(make_eval_command());
   commands.push_back(make_predict_command());
   commands.push_back(make_bench_command());
+  commands.push_back(make_generate_command());
   return commands;
 }
 
 }  // namespace kd::cli
 
 int main(int argc, char** argv) {
-  CLI::App app{"kd: knowledge distillation for text classifiers, from teacher fine-tuning to a small student"};
+  CLI::App app{"kd: knowledge distillation for text classifiers and causal LMs, from the teacher to a small student"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "kd 0.1.0");
+  // A bad flag is one line on stderr, like every other error.
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return "kd: error: " + std::string(e.what()) + " (see kd --help)\n";
+  });
   auto commands = kd::cli::all_commands();
   std::vector<std::pair<CLI::App*, kd::cli::Command*>> subs;
   for (auto& c : commands) {

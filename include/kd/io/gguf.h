@@ -72,6 +72,8 @@ class GgufFile {
  public:
   // Maps the file and validates the header, metadata and tensor table; tensor data is decoded on demand.
   explicit GgufFile(const std::string& path);
+  // The same from bytes already in memory (kept by the object); `name` stands for the path in errors.
+  static std::unique_ptr<GgufFile> from_bytes(std::string bytes, const std::string& name);
   ~GgufFile();
   GgufFile(const GgufFile&) = delete;
   GgufFile& operator=(const GgufFile&) = delete;
@@ -109,9 +111,13 @@ class GgufFile {
   const uint8_t* raw(const std::string& name) const;
 
  private:
+  GgufFile() = default;
+
   std::string path_;
-  const uint8_t* data_ = nullptr;  // the whole file, memory-mapped
+  const uint8_t* data_ = nullptr;  // the whole file, memory-mapped (or in `owned_`)
   uint64_t size_ = 0;
+  bool mapped_ = false;
+  std::string owned_;
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
   uint64_t data_offset_ = 0;

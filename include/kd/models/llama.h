@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kd/models/llama_layers.h"
@@ -83,6 +84,12 @@ class LlamaImpl : public torch::nn::Module {
   torch::Tensor head_weight() const;  // (V, H)
 };
 TORCH_MODULE(Llama);
+
+// Name and shape of every parameter of a model with these options, in named_parameters() order and
+// naming (embed_tokens.weight, layers.N.input_layernorm.weight, layers.N.self_attn.q_proj.weight, ...,
+// norm.weight, and lm_head.weight unless tied), computed without building the model: a checkpoint's
+// tensors can be checked against it before anything of the model's size is allocated.
+std::vector<std::pair<std::string, std::vector<int64_t>>> llama_parameter_shapes(const LlamaOptions& o);
 
 // Builds a Llama from a GGUF file's metadata and loads its weights (float32). FormatError naming the
 // file and tensor for a missing tensor or a shape that disagrees with the metadata, or a tokenizer

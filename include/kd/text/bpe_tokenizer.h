@@ -43,7 +43,15 @@ class BpeTokenizer {
   static BpeTokenizer from_gguf(const std::string& path);
   // From a Hugging Face tokenizer.json with a BPE model and a ByteLevel pre-tokenizer (optionally after
   // Digits(individual_digits=true), which selects smollm); added tokens marked special are units.
+  // Anything else, or a structure that is not what the format says, is a FormatError naming the file.
   static BpeTokenizer from_tokenizer_json(const std::string& path);
+  // The same from the file's text; `source` names it in errors.
+  static BpeTokenizer from_tokenizer_json_text(const std::string& text, const std::string& source);
+  // This tokenizer as a Hugging Face tokenizer.json (BPE model with vocab and merges, ByteLevel
+  // pre-tokenizer after Digits(individual_digits) for smollm, ByteLevel decoder, Control and
+  // UserDefined tokens as added tokens, special and not). ConfigError if two tokens share a string
+  // (a JSON vocabulary cannot hold that).
+  std::string to_tokenizer_json() const;
 
   // Token ids of `text` (valid UTF-8, else DataError). With `parse_special` false, special-token text
   // is tokenized as ordinary text. No BOS/EOS is added.
@@ -60,10 +68,17 @@ class BpeTokenizer {
   const std::string& token(int64_t id) const;  // the byte-level string; ConfigError if out of range
   std::optional<int64_t> token_id(const std::string& token) const;
   bool is_special(int64_t id) const;
+  BpeTokenType token_type(int64_t id) const;  // ConfigError if out of range
+  // The merges "left right" in rank order (best first), as given to the constructor less any that
+  // repeated an earlier pair.
+  std::vector<std::string> merges() const;
   BpePreTokenizer pre_tokenizer() const { return pre_; }
   void set_pre_tokenizer(BpePreTokenizer pre) { pre_ = pre; }
 
   int64_t bos_id = -1, eos_id = -1, pad_id = -1;  // -1: none
+  // The Jinja chat template that came with the tokenizer (GGUF tokenizer.chat_template or
+  // tokenizer_config.json), kept as text; empty when there is none.
+  std::string chat_template;
 
  private:
   struct PairHash {
