@@ -136,7 +136,7 @@ def distill_args(description):
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--embedding-dim", type=int, default=128)
-    p.add_argument("--hidden", type=int, default=192)
+    p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--temperature", type=float, default=2.0)

@@ -16,7 +16,10 @@
 namespace kd {
 
 struct SpeedOptions {
-  int64_t warmup = 3;        // untimed passes first (allocator, lazy initialisation, caches)
+  // Untimed passes first (allocator, lazy initialisation, caches, thread wake-up). With 3, the first
+  // student measured after the teacher ran ~2x slower at batch 1 than the same architecture measured
+  // next; 20 passes cost a fraction of a second and remove that order effect.
+  int64_t warmup = 20;
   int64_t repeats = 20;      // timed passes; the median is reported
   int64_t large_batch = 64;  // rows per batch for the throughput figure
 };
