@@ -62,6 +62,15 @@ torch::Tensor LlamaImpl::head_weight() const { return lm_head ? lm_head->weight 
 
 ModelOutput LlamaImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask, KvCache* cache,
                                bool hidden_states) {
+  ModelOutput out;
+  const auto h = forward_hidden(input_ids, attention_mask, cache, hidden_states ? &out : nullptr);
+  out.logits = torch::nn::functional::linear(h, head_weight());  // (B, T, V)
+  return out;
+}
+
+torch::Tensor LlamaImpl::forward_hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                        KvCache* cache, ModelOutput* features) {
+  const bool hidden_states = features != nullptr;
   if (input_ids.dim() != 2) throw ConfigError("llama: input_ids must be (B, T), got " + std::to_string(input_ids.dim()) + " dims");
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   const int64_t past = cache ? cache->length() : 0;
@@ -88,16 +97,14 @@ ModelOutput LlamaImpl::forward(const torch::Tensor& input_ids, const torch::Tens
     cache->keys.assign(options_.num_layers, torch::Tensor());
     cache->values.assign(options_.num_layers, torch::Tensor());
   }
-  ModelOutput out;
   auto h = embed_tokens(input_ids);  // (B, T, H)
-  if (hidden_states) out.features["hidden.0"] = h;
+  if (hidden_states) features->features["hidden.0"] = h;
   for (int64_t i = 0; i < options_.num_layers; ++i) {
     h = layers[i]->as<LlamaLayerImpl>()->forward(h, rope, bias, cache ? &cache->keys[i] : nullptr,
                                                  cache ? &cache->values[i] : nullptr);
-    if (hidden_states) out.features["hidden." + std::to_string(i + 1)] = h;
+    if (hidden_states) features->features["hidden." + std::to_string(i + 1)] = h;
   }
-  out.logits = torch::nn::functional::linear(norm(h), head_weight());  // (B, T, V)
-  return out;
+  return norm(h);  // (B, T, H)
 }
 
 }  // namespace kd

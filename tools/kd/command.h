@@ -37,5 +37,8 @@ std::unique_ptr<Command> make_predict_command();
 std::unique_ptr<Command> make_cache_command();
 std::unique_ptr<Command> make_bench_command();
 std::unique_ptr<Command> make_generate_command();
+std::unique_ptr<Command> make_distill_lm_command();
+std::unique_ptr<Command> make_perplexity_command();
+std::unique_ptr<Command> make_lm_memory_command();
 
 }  // namespace kd::cli

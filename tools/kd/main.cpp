@@ -29,6 +29,9 @@ std::vector<std::unique_ptr<Command>> all_commands() {
   commands.push_back(make_predict_command());
   commands.push_back(make_bench_command());
   commands.push_back(make_generate_command());
+  commands.push_back(make_distill_lm_command());
+  commands.push_back(make_perplexity_command());
+  commands.push_back(make_lm_memory_command());
   return commands;
 }
 

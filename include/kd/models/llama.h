@@ -66,6 +66,11 @@ class LlamaImpl : public torch::nn::Module {
   // A sequence longer than the context is a DataError.
   ModelOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
                       KvCache* cache = nullptr, bool hidden_states = false);
+  // The same pass without the output head: the final hidden states after the final norm (B, T, H),
+  // from which logits are head_weight() applied row by row. For losses that form logits a chunk of
+  // tokens at a time (kd/losses/chunked_lm_loss.h).
+  torch::Tensor forward_hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
+                               KvCache* cache = nullptr, ModelOutput* features = nullptr);
 
   // Continues one prompt (batch 1) with the KV cache; calls `on_token` with each new token as soon as
   // it is chosen (returning false stops). Returns the new tokens (not the prompt).
@@ -73,6 +78,7 @@ class LlamaImpl : public torch::nn::Module {
                                 const std::function<bool(int64_t)>& on_token = {});
 
   const LlamaOptions& options() const { return options_; }
+  torch::Tensor head_weight() const;  // (V, H): lm_head, or the embedding matrix when tied
 
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
@@ -81,7 +87,6 @@ class LlamaImpl : public torch::nn::Module {
 
  private:
   LlamaOptions options_;
-  torch::Tensor head_weight() const;  // (V, H)
 };
 TORCH_MODULE(Llama);
 

@@ -1,0 +1,87 @@
+// Distilling a causal LM into a smaller one (kd distill-lm): the whole run from one config — teacher,
+// data, student, distillation, training, the no-teacher baseline, evaluation and the report.
+//
+// Modes (distill.mode):
+//   token     every training window is scored by the teacher (inline, or read from a top-k cache) and
+//             the student minimizes α · D(teacher ‖ student) + (1 − α) · CE(data) over all positions
+//   sequence  the teacher continues prompts taken from the training windows (greedy or sampled,
+//             distill.generate) and the student minimizes CE on those continuations
+//   gkd       on-policy (Agarwal et al. 2024): with probability λ a batch's continuations are sampled
+//             from the student, otherwise the data windows are used; either way the teacher scores the
+//             tokens and the student minimizes D on the scored positions
+// The baseline is the same student (same initialization and seed) trained on the same windows in the
+// same order for the same steps with cross-entropy only. All losses are chunked (chunked_lm_loss.h).
+//
+// Run folder: config.yaml (resolved), student/ and baseline/ (causal_lm.h folders), *_train.json
+// (curves, so a finished student is not trained again on restart), teacher_cache/ (top-k cache),
+// report.json, report.md, curves.svg.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kd/io/config.h"
+#include "kd/losses/token_divergence.h"
+#include "kd/models/lm_student.h"
+
+namespace kd {
+
+struct LmDistillOptions {
+  std::string run_dir = "runs/distill_lm";
+  std::string teacher;          // GGUF file or model folder
+  int64_t teacher_layers = 0;   // > 0: keep only the teacher's first layers (tiny test setups)
+  std::string train_file, eval_file;
+  int64_t train_tokens = 0;     // tokens of train_file used (0: all)
+  int64_t eval_tokens = 0;      // prefix of eval_file scored (0: all)
+  int64_t seq_len = 256;
+
+  LmStudentOptions student;
+
+  std::string mode = "token";   // token | sequence | gkd
+  DivergenceOptions divergence;
+  double alpha = 1.0;           // weight of the divergence; 1 − α on the data's cross-entropy (token mode)
+  int64_t chunk = 256;          // tokens per chunk of logits
+  std::string teacher_source = "cache";  // cache (top-k on disk) | inline
+  int64_t top_k = 64;
+  double gkd_lambda = 0.5;      // fraction of on-policy batches (gkd)
+  int64_t prompt_tokens = 32;   // sequence / gkd: prompt length taken from a window
+  int64_t new_tokens = 32;      // sequence / gkd: continuation length
+  double gen_temperature = 1.0;
+  int64_t gen_top_k = 0;
+  double gen_top_p = 1.0;
+
+  int64_t epochs = 1;
+  int64_t batch_size = 4;
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+  double warmup_ratio = 0.05;
+  double clip_norm = 1.0;
+  bool freeze_embeddings = false;  // keep the token embedding (and the tied head) at its initial value
+  uint64_t seed = 0;
+  int64_t curve_points = 10;     // curve points per student (held-out perplexity at each)
+  int64_t curve_eval_tokens = 4096;  // held-out slice for the curve: the end of train_file's unused part,
+                                     // else the start of eval_file
+
+  bool baseline = true;
+  int64_t eval_batch_size = 4;
+  int64_t speed_prompt_tokens = 128, speed_new_tokens = 64, speed_warmup = 1, speed_repeats = 5;
+
+  bool resume = false;
+  bool progress = true;
+
+  // Reads every key (ConfigError naming the key for a bad value: unknown mode or divergence,
+  // chunk ≤ 0, λ outside [0, 1], ...). Defaults are recorded in the resolved config.
+  static LmDistillOptions from(ConfigNode root);
+  void validate() const;
+};
+
+struct LmDistillSummary {
+  double student_perplexity = 0, baseline_perplexity = 0, teacher_perplexity = 0;
+  double generate_speedup = 0;
+  double wall_seconds = 0;
+};
+
+LmDistillSummary run_lm_distill(const LmDistillOptions& options);
+
+}  // namespace kd

@@ -1,0 +1,186 @@
+// kd distill-lm, end to end (lm_distill.h).
+#include "kd/train/lm_distill.h"
+
+#include <chrono>
+#include <filesystem>
+
+#include "kd/data/token_stream.h"
+#include "kd/error.h"
+#include "kd/eval/distill_report.h"
+#include "kd/eval/lm_report.h"
+#include "kd/io/atomic_file.h"
+#include "kd/knowledge/lm_topk_cache.h"
+#include "kd/models/causal_lm.h"
+#include "kd/train/lm_trainer.h"
+#include "kd/util/log.h"
+
+namespace fs = std::filesystem;
+
+namespace kd {
+
+namespace {
+
+// The teacher, truncated to its first `layers` layers when asked (tiny test setups).
+Llama first_layers(const Llama& teacher, int64_t layers) {
+  if (layers <= 0 || layers >= teacher->options().num_layers) return teacher;
+  LmStudentOptions o;
+  o.num_layers = layers;
+  for (int64_t i = 0; i < layers; ++i) o.teacher_layers.push_back(i);
+  return make_lm_student(teacher, o);
+}
+
+void freeze(Llama& m) {
+  m->eval();
+  for (auto& p : m->parameters()) p.requires_grad_(false);
+}
+
+// Trains one student (or reads back the one a previous run finished), saves it, and returns its
+// report entry without the evaluation figures.
+LmReportModel train_or_resume(const std::string& name, const std::string& folder, const LmDistillOptions& o,
+                              LmTrainSetup setup, const CausalLm& teacher, Llama& student) {
+  const fs::path run(o.run_dir);
+  const std::string dir = (run / folder).string(), log = (run / (folder + "_train.json")).string();
+  LmReportModel m;
+  m.name = name;
+  m.path = dir;
+  if (o.resume && fs::exists(log) && fs::exists(fs::path(dir) / "config.json")) {
+    log_info("resume: " + name + " already trained; loading " + dir);
+    student = load_causal_lm(dir).model;
+    m = LmReportModel::from_json(read_json(log));
+    return m;
+  }
+  log_info(strf("training the %s (%lld layers, %lld windows of %lld tokens, %lld epochs)", name.c_str(),
+                static_cast<long long>(student->options().num_layers), static_cast<long long>(setup.windows.size(0)),
+                static_cast<long long>(setup.windows.size(1)), static_cast<long long>(o.epochs)));
+  const auto r = train_lm_student(student, setup);
+  m.curve = r.curve;
+  m.train_seconds = r.seconds;
+  save_causal_lm(student, teacher.tokenizer, dir);
+  write_json_atomic(log, m.to_json());
+  return m;
+}
+
+}  // namespace
+
+LmDistillSummary run_lm_distill(const LmDistillOptions& o) {
+  o.validate();
+  const auto start = std::chrono::steady_clock::now();
+  const fs::path run(o.run_dir);
+  fs::create_directories(run);
+
+  CausalLm teacher = load_causal_lm(o.teacher);
+  teacher.model = first_layers(teacher.model, o.teacher_layers);
+  freeze(teacher.model);
+  // Checks the student's settings (smaller than the teacher, layer list) before any data is read.
+  Llama student = make_lm_student(teacher.model, o.student);
+  const int64_t t_ne = count_non_embedding_parameters(teacher.model);
+  const int64_t s_ne = count_non_embedding_parameters(student);
+  log_info(strf("teacher %lld layers, %.2f M non-embedding parameters; student %lld layers, %.2f M (%.3f)",
+                static_cast<long long>(teacher.model->options().num_layers), t_ne / 1e6,
+                static_cast<long long>(student->options().num_layers), s_ne / 1e6,
+                static_cast<double>(s_ne) / static_cast<double>(t_ne)));
+
+  // Training windows, then the held-out slice for the curves: the rest of the training file when there
+  // is one, else the start of the evaluation file.
+  const int64_t curve_n = o.curve_points > 0 ? o.curve_eval_tokens : 0;
+  auto train_stream = tokenize_text_file(o.train_file, teacher.tokenizer,
+                                         o.train_tokens > 0 ? o.train_tokens + curve_n : 0, o.progress);
+  std::vector<int64_t> curve_stream;
+  if (o.train_tokens > 0 && static_cast<int64_t>(train_stream.size()) > o.train_tokens) {
+    curve_stream.assign(train_stream.begin() + o.train_tokens, train_stream.end());
+    train_stream.resize(o.train_tokens);
+  }
+  const auto eval_stream = tokenize_text_file(o.eval_file, teacher.tokenizer, o.eval_tokens, o.progress);
+  if (curve_stream.empty() && curve_n > 0)
+    curve_stream.assign(eval_stream.begin(), eval_stream.begin() + std::min<int64_t>(curve_n, eval_stream.size()));
+  const auto windows = make_windows(train_stream, o.seq_len).ids;
+  log_info(strf("train: %lld windows of %lld tokens from %s; eval: %zu tokens of %s", static_cast<long long>(windows.size(0)),
+                static_cast<long long>(o.seq_len), o.train_file.c_str(), eval_stream.size(), o.eval_file.c_str()));
+
+  LmTrainSetup setup;
+  setup.options = &o;
+  setup.teacher = teacher.model;
+  setup.windows = windows;
+  setup.curve_stream = curve_stream;
+  std::shared_ptr<LmTopkCache> cache;
+  if (o.mode == "token" && o.teacher_source == "cache" && o.alpha > 0) {
+    const std::string path = (run / "teacher_cache" / "topk.kdlm").string();
+    const auto key = make_lm_cache_key(o.teacher, teacher.model, teacher.tokenizer, windows, o.top_k,
+                                       o.divergence.temperature);
+    if (!fs::exists(path)) LmTopkCache::write(path, teacher.model, windows, key, o.eval_batch_size, o.chunk, o.progress);
+    cache = std::make_shared<LmTopkCache>(LmTopkCache::open(path, key));
+    setup.cached = [cache](const torch::Tensor& idx) { return cache->targets(idx); };
+  }
+
+  LmReport report;
+  report.student = train_or_resume("distilled student", "student", o, setup, teacher, student);
+  Llama baseline{nullptr};
+  if (o.baseline) {
+    baseline = make_lm_student(teacher.model, o.student);  // same initialization
+    LmTrainSetup b = setup;
+    b.baseline = true;
+    b.cached = nullptr;
+    report.baseline = train_or_resume("baseline student", "baseline", o, b, teacher, baseline);
+  }
+
+  // Evaluation: perplexity on the evaluation text and batch-1 speed, the same way for all three.
+  PerplexityOptions po;
+  po.seq_len = o.seq_len;
+  po.batch_size = o.eval_batch_size;
+  po.chunk = o.chunk;
+  po.progress = o.progress;
+  LmSpeedOptions so;
+  so.prompt_tokens = o.speed_prompt_tokens;
+  so.new_tokens = o.speed_new_tokens;
+  so.warmup = o.speed_warmup;
+  so.repeats = o.speed_repeats;
+  auto evaluate = [&](LmReportModel& m, Llama& model, const std::string& saved) {
+    po.label = "perplexity " + m.name;
+    m.perplexity = evaluate_perplexity(model, eval_stream, po);
+    log_info(strf("%s: perplexity %.2f on %lld tokens (%.0f tok/s)", m.name.c_str(), m.perplexity.perplexity,
+                  static_cast<long long>(m.perplexity.input_tokens), m.perplexity.tokens_per_second));
+    m.profile = profile_lm(model, eval_stream, saved, so);
+    log_info(strf("%s: prefill %.0f tok/s, generation %.1f tok/s at batch 1 (%d threads)", m.name.c_str(),
+                  m.profile.prefill_tokens_per_s, m.profile.generate_tokens_per_s, m.profile.threads));
+  };
+  report.teacher.name = "teacher";
+  report.teacher.path = o.teacher;
+  evaluate(report.teacher, teacher.model, o.teacher);
+  evaluate(report.student, student, report.student.path);
+  report.has_baseline = o.baseline;
+  if (o.baseline) evaluate(report.baseline, baseline, report.baseline.path);
+
+  report.cpu = cpu_model_name();
+  report.date = utc_now_iso();
+  report.threads = torch::get_num_threads();
+  report.train_file = o.train_file;
+  report.eval_file = o.eval_file;
+  report.train_tokens = windows.numel() * o.epochs;
+  report.settings = {{"mode", o.mode},
+                     {"divergence", divergence_name(o.divergence.kind)},
+                     {"temperature", o.divergence.temperature},
+                     {"mix", o.divergence.mix},
+                     {"alpha", o.alpha},
+                     {"chunk", o.chunk},
+                     {"teacher_source", o.mode == "token" ? o.teacher_source : "inline"},
+                     {"top_k", o.top_k},
+                     {"gkd_lambda", o.gkd_lambda},
+                     {"seq_len", o.seq_len},
+                     {"batch_size", o.batch_size},
+                     {"epochs", o.epochs},
+                     {"lr", o.lr},
+                     {"freeze_embeddings", o.freeze_embeddings},
+                     {"student_layers", o.student.resolved_layers(teacher.model->options().num_layers)},
+                     {"student_init", o.student.init},
+                     {"eval_tokens", eval_stream.size()}};
+  write_lm_report(o.run_dir, report);
+  LmDistillSummary s;
+  s.teacher_perplexity = report.teacher.perplexity.perplexity;
+  s.student_perplexity = report.student.perplexity.perplexity;
+  s.baseline_perplexity = o.baseline ? report.baseline.perplexity.perplexity : NAN;
+  s.generate_speedup = report.generate_speedup();
+  s.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return s;
+}
+
+}  // namespace kd

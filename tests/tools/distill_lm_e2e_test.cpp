@@ -1,0 +1,120 @@
+// DistillLmE2ETest: `kd distill-lm` through the binary on a tiny setup — the real SmolLM2 GGUF truncated
+// to 2 layers as the teacher, a 1-layer student, a few hundred tokens of wikitext-2 — in token mode with
+// the top-k cache (report, student folder, `kd perplexity` on it, --resume, a cache built with other
+// settings), then sequence and GKD modes, and bad input (one error line, non-zero exit).
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "kd/io/atomic_file.h"
+#include "test_paths.h"
+
+namespace fs = std::filesystem;
+
+namespace kd {
+namespace {
+
+struct RunResult {
+  int code;
+  std::string out, err;
+};
+
+RunResult run_kd(const std::string& args, const fs::path& dir) {
+  const std::string err_file = (dir / "stderr.txt").string(), out_file = (dir / "stdout.txt").string();
+  const std::string cmd = "cd " + dir.string() + " && " + test::kd_exe() + " " + args + " --no-progress --threads 2 2>" +
+                          err_file + " >" + out_file;
+  const int status = std::system(cmd.c_str());
+  return {WEXITSTATUS(status), read_file(out_file), read_file(err_file)};
+}
+
+void write_config(const fs::path& dir) {
+  std::ofstream cfg(dir / "lm.yaml");
+  cfg << "run_dir: run\nteacher: " << test::llm_gguf() << "\nteacher_layers: 2\n"
+      << "data:\n  train: " << test::shared_data("wikitext2/wiki.valid.tokens")
+      << "\n  eval: " << test::shared_data("wikitext2/wiki.test.tokens")
+      << "\n  train_tokens: 384\n  eval_tokens: 192\n  seq_len: 32\n"
+      << "student: {num_layers: 1}\n"
+      << "distill: {divergence: fkl, temperature: 1.0, chunk: 48, teacher_source: cache, top_k: 16}\n"
+      << "train: {batch_size: 4, lr: 0.001, curve_points: 2, curve_eval_tokens: 64}\n"
+      << "eval: {speed_prompt_tokens: 16, speed_new_tokens: 8, speed_warmup: 0, speed_repeats: 1}\n";
+}
+
+TEST(DistillLmE2ETest, TokenModeWithCacheReportResumeAndPerplexity) {
+  const auto dir = test::temp_dir("distill_lm_e2e");
+  write_config(dir);
+  auto r = run_kd("distill-lm --config lm.yaml", dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto report = read_json((dir / "run/report.json").string());
+  for (const char* m : {"teacher", "student", "baseline"}) {
+    EXPECT_GT(report[m]["perplexity"]["perplexity"].get<double>(), 1.0) << m;
+    EXPECT_GT(report[m]["profile"]["generate_tokens_per_s"].get<double>(), 0.0) << m;
+  }
+  EXPECT_EQ(report["student"]["profile"]["layers"], 1);
+  EXPECT_EQ(report["train_tokens"], 384);
+  EXPECT_EQ(report["student"]["curve"].size(), 3u);  // 3 steps, a point every max(1, 3 / 2) = 1 step
+  EXPECT_TRUE(fs::exists(dir / "run/report.md"));
+  EXPECT_TRUE(fs::exists(dir / "run/curves.svg"));
+  EXPECT_TRUE(fs::exists(dir / "run/teacher_cache/topk.kdlm"));
+  EXPECT_TRUE(fs::exists(dir / "run/student/model.safetensors"));
+  EXPECT_TRUE(fs::exists(dir / "run/baseline/config.json"));
+
+  // The saved student evaluates to the perplexity the report gives it.
+  r = run_kd("perplexity --model run/student --data " + test::shared_data("wikitext2/wiki.test.tokens") +
+                 " --max-tokens 192 --seq-len 32",
+             dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const double ppl = report["student"]["perplexity"]["perplexity"].get<double>();
+  const auto at = r.out.find("perplexity ");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  EXPECT_NEAR(std::stod(r.out.substr(at + 11)), ppl, 1e-4 * ppl) << r.out;
+
+  // Without --resume or --overwrite an existing run is refused; with --resume the students are kept.
+  r = run_kd("distill-lm --config lm.yaml", dir);
+  EXPECT_EQ(r.code, 2);
+  r = run_kd("distill-lm --config lm.yaml --resume", dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("already trained"), std::string::npos) << r.err;
+  // A cache built with other settings is not used.
+  r = run_kd("distill-lm --config lm.yaml --resume --set distill.top_k=8", dir);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("top_k: cached 16, expected 8"), std::string::npos) << r.err;
+}
+
+TEST(DistillLmE2ETest, SequenceAndGkdModes) {
+  const auto dir = test::temp_dir("distill_lm_e2e_modes");
+  write_config(dir);
+  for (const std::string mode : {"sequence", "gkd"}) {
+    auto r = run_kd("distill-lm --config lm.yaml --run-dir run_" + mode + " --set distill.mode=" + mode +
+                        " --set baseline=false --set data.train_tokens=128 --set distill.generate.prompt_tokens=8"
+                        " --set distill.generate.new_tokens=8 --set distill.gkd_lambda=0.5",
+                    dir);
+    ASSERT_EQ(r.code, 0) << mode << ": " << r.err;
+    const auto report = read_json((dir / ("run_" + mode) / "report.json").string());
+    EXPECT_EQ(report["settings"]["mode"], mode);
+    EXPECT_FALSE(report.contains("baseline"));
+  }
+}
+
+TEST(DistillLmE2ETest, BadInputIsOneErrorLine) {
+  const auto dir = test::temp_dir("distill_lm_e2e_bad");
+  write_config(dir);
+  struct Case {
+    std::string set, message;
+  };
+  for (const auto& c : std::vector<Case>{{"distill.divergence=kl", "known divergences: fkl, rkl, jsd, tvd, skew_kl, skew_rkl"},
+                                         {"distill.chunk=0", "distill.chunk"},
+                                         {"distill.gkd_lambda=2", "[0, 1]"},
+                                         {"student.num_layers=2", "not smaller than the teacher"}}) {
+    const auto r = run_kd("distill-lm --config lm.yaml --overwrite --set " + c.set, dir);
+    EXPECT_EQ(r.code, 2) << c.set << ": " << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << c.set << ": " << r.err;
+    EXPECT_FALSE(fs::exists(dir / "run/report.json")) << c.set;
+  }
+}
+
+}  // namespace
+}  // namespace kd
