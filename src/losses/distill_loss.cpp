@@ -88,6 +88,7 @@ DistillLossParts DistillLoss::operator()(const torch::Tensor& student_logits, co
     // The baseline: only labelled rows carry a signal. With none, masked_mean gives 0 that still has a
     // graph back to the student, so backward() is a no-op rather than an error.
     parts.total = masked_mean(ce, labelled);
+    parts.soft = torch::zeros({}, ce.options());
     return parts;
   }
 

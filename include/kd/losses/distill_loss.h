@@ -34,8 +34,8 @@ struct DistillLossOptions {
 struct DistillLossParts {
   torch::Tensor total;  // scalar, what is back-propagated
   // Detached scalars for logs, left on the device: reading them (.item()) waits for the device, so the
-  // training step never does; undefined soft when the loss has no teacher term.
-  torch::Tensor soft;  // mean soft term over all rows
+  // training step never does.
+  torch::Tensor soft;  // mean soft term over all rows (0 when the loss has no teacher term)
   torch::Tensor hard;  // mean CE over labelled rows (0 when none)
 };
 
