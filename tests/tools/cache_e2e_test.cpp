@@ -18,24 +18,16 @@
 #include "kd/models/bert_teacher.h"
 #include "kd/models/classifier_registry.h"
 #include "test_paths.h"
+#include "tools/run_kd.h"
 
 namespace fs = std::filesystem;
 
 namespace kd {
 namespace {
 
-struct RunResult {
-  int code;
-  std::string out, err;
-};
+using test::RunResult;
 
-RunResult run_kd(const std::string& args, const fs::path& dir) {
-  const std::string out_file = (dir / "stdout.txt").string(), err_file = (dir / "stderr.txt").string();
-  const std::string cmd = "cd " + dir.string() + " && " + test::kd_exe() + " " + args +
-                          " --no-progress --threads 2 2>" + err_file + " >" + out_file;
-  const int status = std::system(cmd.c_str());
-  return {WEXITSTATUS(status), read_file(out_file), read_file(err_file)};
-}
+RunResult run_kd(const std::string& args, const fs::path& dir) { return test::run_kd(args, dir, 2); }
 
 size_t lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
 

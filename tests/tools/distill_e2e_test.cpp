@@ -14,24 +14,17 @@
 #include "kd/io/atomic_file.h"
 #include "kd/models/bert_teacher.h"
 #include "test_paths.h"
+#include "tools/run_kd.h"
 
 namespace fs = std::filesystem;
 
 namespace kd {
 namespace {
 
-struct RunResult {
-  int code;
-  std::string out, err;
-};
+using test::RunResult;
 
 RunResult run_kd(const std::string& args, const fs::path& dir, const std::string& stdin_file = "") {
-  const std::string err_file = (dir / "stderr.txt").string(), out_file = (dir / "stdout.txt").string();
-  std::string cmd = "cd " + dir.string() + " && " + test::kd_exe() + " " + args + " --no-progress --threads 1";
-  if (!stdin_file.empty()) cmd += " <" + stdin_file;
-  cmd += " 2>" + err_file + " >" + out_file;
-  const int status = std::system(cmd.c_str());
-  return {WEXITSTATUS(status), read_file(out_file), read_file(err_file)};
+  return test::run_kd(args, dir, 1, stdin_file);
 }
 
 // The error is one line, "kd: error: ...", and the last thing written (info logs may precede it).
