@@ -64,8 +64,8 @@ double LmReport::non_embedding_ratio() const {
 
 nlohmann::json LmReport::to_json() const {
   nlohmann::json j = {{"cpu", cpu}, {"date", date}, {"threads", threads}, {"train_file", train_file},
-                      {"eval_file", eval_file}, {"train_tokens", train_tokens}, {"settings", settings},
-                      {"teacher", teacher.to_json()}, {"student", student.to_json()}};
+                      {"eval_file", eval_file}, {"train_tokens", train_tokens}, {"epochs", epochs},
+                      {"settings", settings},     {"teacher", teacher.to_json()}, {"student", student.to_json()}};
   if (has_baseline) j["baseline"] = baseline.to_json();
   j["figures"] = {{"generate_speedup", json_number(generate_speedup())},
                   {"prefill_speedup", json_number(prefill_speedup())},
@@ -83,9 +83,10 @@ nlohmann::json LmReport::to_json() const {
 
 std::string LmReport::to_markdown() const {
   std::string md = "# Causal-LM distillation report\n\n";
-  md += strf("%s, %d threads, %s. Students trained on %lld tokens of `%s`; perplexity on %lld tokens of `%s` "
-             "(%lld scored).\n\n",
+  md += strf("%s, %d threads, %s. Students trained on %lld tokens of `%s` for %lld epoch%s; perplexity on %lld "
+             "tokens of `%s` (%lld scored).\n\n",
              cpu.c_str(), threads, date.c_str(), static_cast<long long>(train_tokens), train_file.c_str(),
+             static_cast<long long>(epochs), epochs == 1 ? "" : "s",
              static_cast<long long>(teacher.perplexity.input_tokens), eval_file.c_str(),
              static_cast<long long>(teacher.perplexity.scored_tokens));
   md += "| model | layers | parameters | non-embedding | size on disk | perplexity | eval tok/s | prefill tok/s (b1) | "

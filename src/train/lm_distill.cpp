@@ -155,7 +155,8 @@ LmDistillSummary run_lm_distill(const LmDistillOptions& o) {
   report.threads = torch::get_num_threads();
   report.train_file = o.train_file;
   report.eval_file = o.eval_file;
-  report.train_tokens = windows.numel() * o.epochs;
+  report.train_tokens = windows.numel();
+  report.epochs = o.epochs;
   report.settings = {{"mode", o.mode},
                      {"divergence", divergence_name(o.divergence.kind)},
                      {"temperature", o.divergence.temperature},
@@ -168,7 +169,7 @@ LmDistillSummary run_lm_distill(const LmDistillOptions& o) {
                      {"seq_len", o.seq_len},
                      {"batch_size", o.batch_size},
                      {"epochs", o.epochs},
-                     {"lr", o.lr},
+                     {"lr", o.optim.lr},
                      {"freeze_embeddings", o.freeze_embeddings},
                      {"student_layers", o.student.resolved_layers(teacher.model->options().num_layers)},
                      {"student_init", o.student.init},

@@ -3,6 +3,7 @@
 
 #include "kd/error.h"
 #include "kd/train/lm_distill.h"
+#include "kd/train/trainer_config.h"
 
 namespace kd {
 
@@ -51,10 +52,7 @@ LmDistillOptions LmDistillOptions::from(ConfigNode root) {
   auto t = root.child("train");
   o.epochs = t.get<int64_t>("epochs", o.epochs);
   o.batch_size = t.get<int64_t>("batch_size", o.batch_size);
-  o.lr = t.get<double>("lr", o.lr);
-  o.weight_decay = t.get<double>("weight_decay", o.weight_decay);
-  o.warmup_ratio = t.get<double>("warmup_ratio", o.warmup_ratio);
-  o.clip_norm = t.get<double>("clip_norm", o.clip_norm);
+  o.optim = optimizer_options_from(t, o.optim);
   o.seed = t.get<uint64_t>("seed", o.seed);
   o.freeze_embeddings = t.get<bool>("freeze_embeddings", o.freeze_embeddings);
   o.curve_points = t.get<int64_t>("curve_points", o.curve_points);
@@ -91,7 +89,7 @@ void LmDistillOptions::validate() const {
   positive(batch_size, "train.batch_size");
   positive(epochs, "train.epochs");
   positive(eval_batch_size, "eval.batch_size");
-  if (!(lr > 0)) throw ConfigError(located("train.lr", "must be > 0"));
+  if (!(optim.lr > 0)) throw ConfigError(located("train.lr", "must be > 0"));
   if (train_tokens < 0 || eval_tokens < 0) throw ConfigError(located("data.train_tokens", "must not be negative"));
   if (mode != "token") {
     positive(prompt_tokens, "distill.generate.prompt_tokens");

@@ -58,12 +58,9 @@ LmTrainResult train_lm_student(Llama& student, const LmTrainSetup& s) {
   const int64_t per_epoch = (N + B - 1) / B;
   const int64_t total = per_epoch * o.epochs;
   if (o.freeze_embeddings) student->embed_tokens->weight.requires_grad_(false);
-  OptimizerOptions oo;
-  oo.lr = o.lr;
-  oo.weight_decay = o.weight_decay;
-  oo.clip_norm = o.clip_norm;
-  auto opt = make_adamw(*student, oo);
-  const LinearSchedule schedule(o.lr, static_cast<int64_t>(std::llround(o.warmup_ratio * total)), total);
+  auto opt = make_adamw(*student, o.optim);
+  const LinearSchedule schedule(o.optim.lr, static_cast<int64_t>(std::llround(o.optim.warmup_ratio * total)),
+                                total);
   std::vector<torch::Tensor> params;
   for (const auto& p : student->parameters())
     if (p.requires_grad()) params.push_back(p);
@@ -141,7 +138,7 @@ LmTrainResult train_lm_student(Llama& student, const LmTrainSetup& s) {
       if (!std::isfinite(lv)) throw TrainError(strf("train %s: loss is %f at step %lld", kind.c_str(), lv,
                                                     static_cast<long long>(step)));
       loss.backward();
-      if (o.clip_norm > 0) torch::nn::utils::clip_grad_norm_(params, o.clip_norm);
+      if (o.optim.clip_norm > 0) torch::nn::utils::clip_grad_norm_(params, o.optim.clip_norm);
       opt->step();
       loss_sum += lv;
       ++loss_n;

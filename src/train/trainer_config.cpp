@@ -21,13 +21,19 @@ TrainerOptions trainer_options_from(ConfigNode s, const std::string& run_dir) {
   o.eval_every = checked<int64_t>(s, "eval_every", 0, 0, INT64_MAX, ">= 0 (0 = each epoch)");
   o.checkpoint_every = checked<int64_t>(s, "checkpoint_every", 200, 0, INT64_MAX, ">= 0 (0 = each epoch)");
   o.seed = static_cast<uint64_t>(checked<int64_t>(s, "seed", 13, 0, INT64_MAX, ">= 0"));
-  o.optim.lr = checked<double>(s, "lr", 5e-5, 1e-12, 10.0, "in (0, 10]");
-  o.optim.weight_decay = checked<double>(s, "weight_decay", 0.01, 0.0, 1.0, "in [0, 1]");
-  o.optim.warmup_ratio = checked<double>(s, "warmup", 0.06, 0.0, 0.99, "a fraction of the steps in [0, 1)");
-  o.optim.clip_norm = checked<double>(s, "clip_norm", 1.0, 0.0, 1e9, ">= 0 (0 = no clipping)");
-  o.optim.beta1 = checked<double>(s, "beta1", 0.9, 0.0, 0.999999, "in [0, 1)");
-  o.optim.beta2 = checked<double>(s, "beta2", 0.999, 0.0, 0.999999, "in [0, 1)");
-  o.optim.eps = checked<double>(s, "eps", 1e-8, 0.0, 1.0, "in [0, 1]");
+  o.optim = optimizer_options_from(s, OptimizerOptions{});
+  return o;
+}
+
+OptimizerOptions optimizer_options_from(ConfigNode& s, const OptimizerOptions& d) {
+  OptimizerOptions o;
+  o.lr = checked<double>(s, "lr", d.lr, 1e-12, 10.0, "in (0, 10]");
+  o.weight_decay = checked<double>(s, "weight_decay", d.weight_decay, 0.0, 1.0, "in [0, 1]");
+  o.warmup_ratio = checked<double>(s, "warmup", d.warmup_ratio, 0.0, 0.99, "a fraction of the steps in [0, 1)");
+  o.clip_norm = checked<double>(s, "clip_norm", d.clip_norm, 0.0, 1e9, ">= 0 (0 = no clipping)");
+  o.beta1 = checked<double>(s, "beta1", d.beta1, 0.0, 0.999999, "in [0, 1)");
+  o.beta2 = checked<double>(s, "beta2", d.beta2, 0.0, 0.999999, "in [0, 1)");
+  o.eps = checked<double>(s, "eps", d.eps, 0.0, 1.0, "in [0, 1]");
   return o;
 }
 

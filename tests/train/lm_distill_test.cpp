@@ -4,6 +4,7 @@
 // bad values, and a few training steps in each mode (token, sequence, gkd) and for the baseline.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -14,6 +15,7 @@
 #include "kd/knowledge/lm_topk_cache.h"
 #include "kd/models/lm_student.h"
 #include "kd/train/lm_trainer.h"
+#include "../models/tiny_llama.h"
 #include "../test_paths.h"
 
 namespace fs = std::filesystem;
@@ -21,18 +23,11 @@ namespace fs = std::filesystem;
 namespace kd {
 namespace {
 
+// The shared tiny decoder (tests/models/tiny_llama.h) with a 40-token vocabulary, frozen as a teacher is.
 Llama tiny_teacher(int64_t layers = 4) {
-  LlamaOptions o;
-  o.vocab_size = 40;
-  o.hidden_size = 16;
-  o.intermediate_size = 24;
+  auto o = test::tiny_llama_options(/*vocab=*/40);
   o.num_layers = layers;
-  o.num_heads = 4;
-  o.num_kv_heads = 2;
-  o.max_position = 64;
-  torch::manual_seed(11);
-  Llama m(o);
-  m->eval();
+  Llama m = test::tiny_llama(o, /*seed=*/11);
   for (auto& p : m->parameters()) p.requires_grad_(false);
   return m;
 }
@@ -59,7 +54,7 @@ TEST(LmDistillTest, StudentCopiesTheChosenTeacherLayers) {
     if (name.rfind("layers.1.", 0) == 0) name = "layers.1." + name.substr(9);
     EXPECT_TRUE(torch::equal(p.value(), tp[name])) << p.key();
   }
-  EXPECT_EQ(count_parameters(s) - count_non_embedding_parameters(s), 40 * 16);
+  EXPECT_EQ(count_parameters(s) - count_non_embedding_parameters(s), 40 * s->options().hidden_size);
   EXPECT_LT(count_non_embedding_parameters(s), count_non_embedding_parameters(teacher));
 }
 
@@ -136,7 +131,8 @@ TEST(LmDistillTest, TopKCacheRoundTripAndChecks) {
   auto [top, ids] = lp.topk(6, 1);
   EXPECT_TRUE(torch::equal(t.topk_ids, ids));
   EXPECT_LT((t.topk_logprobs - top).abs().max().item<double>(), 5e-3);  // fp16
-  const auto rest = (1 - top.exp().sum(1)).log();
+  // The mass outside the top k, summed directly (1 − Σ top would cancel when the top k hold nearly all).
+  const auto rest = lp.to(torch::kDouble).scatter(1, ids, -INFINITY).logsumexp(1);
   EXPECT_LT((t.rest_logprob - rest).abs().max().item<double>(), 1e-4);
 
   auto other = key;
@@ -177,6 +173,16 @@ TEST(LmDistillTest, ConfigBadValuesAreConfigErrors) {
   EXPECT_THROW(load("distill: {teacher_source: disk}\n"), ConfigError);
   EXPECT_THROW(load("distill: {divergence: jsd, mix: 0}\n"), ConfigError);
   EXPECT_THROW(load("", {"data.seq_len=1"}), ConfigError);
+  // The optimizer keys are kd distill's (train.warmup, not warmup_ratio), with the same range checks.
+  EXPECT_DOUBLE_EQ(load("train: {warmup: 0.2, lr: 3.0e-4}\n").optim.warmup_ratio, 0.2);
+  EXPECT_DOUBLE_EQ(load("").optim.lr, 1e-3);
+  try {
+    load("train: {warmup: 1.5}\n");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.warmup"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(load("train: {weight_decay: -0.1}\n"), ConfigError);
 }
 
 // A few steps of each mode reduce (or at least change) the objective without NaN.
@@ -187,7 +193,7 @@ TEST(LmDistillTest, EveryModeTrains) {
     o.mode = mode == "baseline" ? "token" : mode;
     o.batch_size = 2;
     o.epochs = 6;
-    o.lr = 3e-3;
+    o.optim.lr = 3e-3;
     o.chunk = 7;
     o.prompt_tokens = 4;
     o.new_tokens = 5;

@@ -38,7 +38,8 @@ struct LmReport {
   std::string cpu, date;
   int threads = 0;
   std::string train_file, eval_file;
-  int64_t train_tokens = 0;  // tokens each student was trained on
+  int64_t train_tokens = 0;  // distinct tokens each student was trained on
+  int64_t epochs = 1;        // passes over them
   nlohmann::json settings = nlohmann::json::object();
   LmReportModel teacher, student, baseline;
   bool has_baseline = true;

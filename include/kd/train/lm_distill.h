@@ -24,8 +24,18 @@
 #include "kd/io/config.h"
 #include "kd/losses/token_divergence.h"
 #include "kd/models/lm_student.h"
+#include "kd/train/optimizer.h"
 
 namespace kd {
+
+// A small student learns from scratch-like layers: a higher peak and no weight decay.
+inline OptimizerOptions lm_optimizer_defaults() {
+  OptimizerOptions o;
+  o.lr = 1e-3;
+  o.weight_decay = 0.0;
+  o.warmup_ratio = 0.05;
+  return o;
+}
 
 struct LmDistillOptions {
   std::string run_dir = "runs/distill_lm";
@@ -53,10 +63,9 @@ struct LmDistillOptions {
 
   int64_t epochs = 1;
   int64_t batch_size = 4;
-  double lr = 1e-3;
-  double weight_decay = 0.0;
-  double warmup_ratio = 0.05;
-  double clip_norm = 1.0;
+  // lr, weight_decay, warmup (a fraction of the steps), clip_norm, beta1, beta2, eps: the same train:
+  // keys, ranges and checks as kd train-teacher / kd distill (trainer_config.h), with LM defaults.
+  OptimizerOptions optim = lm_optimizer_defaults();
   bool freeze_embeddings = false;  // keep the token embedding (and the tied head) at its initial value
   uint64_t seed = 0;
   int64_t curve_points = 10;     // curve points per student (held-out perplexity at each)

@@ -10,4 +10,8 @@ namespace kd {
 // run_dir comes from the caller (the config's top-level `run_dir`).
 TrainerOptions trainer_options_from(ConfigNode section, const std::string& run_dir);
 
+// The optimizer's keys of a `train:` section (lr, weight_decay, warmup, clip_norm, beta1, beta2, eps),
+// each range-checked; a key that is absent keeps its value in `defaults`. Shared by kd distill-lm.
+OptimizerOptions optimizer_options_from(ConfigNode& section, const OptimizerOptions& defaults);
+
 }  // namespace kd
