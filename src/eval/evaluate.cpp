@@ -1,6 +1,7 @@
 #include "kd/eval/evaluate.h"
 
 #include "kd/data/bucket_batcher.h"
+#include "kd/util/device.h"
 #include "kd/util/progress_bar.h"
 
 namespace kd {
@@ -16,6 +17,8 @@ Evaluation evaluate(TextClassifier& model, const TextDataset& data, int64_t batc
   bo.batch_size = batch_size;
   bo.shuffle = false;
   BucketBatcher batcher(data, bo, model.tokenizer().pad_id());
+  // Batches follow the model's device; the kept logits come back to the CPU.
+  const torch::Device device = module_device(model.module());
   std::vector<int64_t> order(data.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
@@ -29,6 +32,7 @@ Evaluation evaluate(TextClassifier& model, const TextDataset& data, int64_t batc
     std::vector<int64_t> idx(order.begin() + static_cast<long>(start),
                              order.begin() + static_cast<long>(std::min(order.size(), start + batch_size)));
     Batch batch = batcher.collate(idx);
+    if (!device.is_cpu()) batch = batch.to(device);
     auto logits = model.forward(batch).logits;  // (B, C)
     auto mask = batch.labels >= 0;
     if (mask.any().item<bool>()) {
@@ -40,7 +44,7 @@ Evaluation evaluate(TextClassifier& model, const TextDataset& data, int64_t batc
       labelled += y.size(0);
       result.confusion.add(l.argmax(-1), y);
     }
-    if (keep_logits) parts.push_back(logits);
+    if (keep_logits) parts.push_back(logits.to(torch::kCPU));
     bar.update();
   }
   bar.finish();

@@ -46,7 +46,10 @@ EmbeddingPlan plan_embeddings(ConfigNode& s, const TextClassifier& teacher, int6
   if (init != "teacher" && init != "teacher_pca")
     throw ConfigError(located(s.where("init_embeddings"), "unknown value '" + init + "'",
                               "teacher, teacher_pca or random"));
+  // On the CPU whatever the teacher runs on: the student is built there (seeded CPU RNG), and the PCA
+  // below then gives the same table on every device.
   plan.table = teacher.word_embeddings().detach();
+  if (plan.table.defined()) plan.table = plan.table.to(torch::kCPU);
   if (!plan.table.defined())
     throw ConfigError(located(s.where("init_embeddings"), "the teacher (" + teacher.type() + ") has no word embeddings",
                               "use init_embeddings: random"));

@@ -59,11 +59,13 @@ class RoutedKnowledge : public KnowledgeSource {
     for (size_t i = 0; i < batch.row_ids.size(); ++i) parts[route_of(batch.row_ids[i])].push_back(static_cast<int64_t>(i));
     for (size_t r = 0; r < routes_.size(); ++r)
       if (parts[r].size() == batch.row_ids.size()) return routes_[r].source->logits(batch);
-    auto out = torch::empty({batch.size(), num_classes()}, torch::kFloat32);  // (B, C)
+    // On the batch's device, as every source's logits are.
+    const torch::Device device = batch.input_ids.device();
+    auto out = torch::empty({batch.size(), num_classes()}, torch::dtype(torch::kFloat32).device(device));  // (B, C)
     for (size_t r = 0; r < routes_.size(); ++r) {
       if (parts[r].empty()) continue;
       Batch sub;
-      auto index = torch::tensor(parts[r], torch::kInt64);
+      auto index = torch::tensor(parts[r], torch::kInt64).to(device);
       sub.input_ids = batch.input_ids.index_select(0, index);
       sub.token_type_ids = batch.token_type_ids.index_select(0, index);
       sub.attention_mask = batch.attention_mask.index_select(0, index);
@@ -160,6 +162,7 @@ DistillOptions DistillOptions::from(ConfigNode root) {
 DistillPipeline::DistillPipeline(DistillOptions options, ConfigNode student)
     : options_(std::move(options)), student_(std::move(student)) {
   teacher_ = load_classifier(options_.teacher_dir);
+  teacher_->module().to(options_.train.device);
   (void)make_student(student_, *teacher_);
 }
 
@@ -307,14 +310,17 @@ DistillSummary DistillPipeline::run() {
   summary.student_dir = (run / "student").string();
 
   // Speed and size, all measured here, now, on this machine.
-  log_info(strf("measuring latency and throughput (%d threads)", torch::get_num_threads()));
+  log_info(strf("measuring latency and throughput (%d threads, device %s)", torch::get_num_threads(),
+                o.train.device.str().c_str()));
   report.teacher.profile = profile_model(*teacher, o.teacher_dir, valid, o.speed);
   auto distilled = load_classifier((run / "student").string());
+  distilled->module().to(o.train.device);
   report.distilled.type = distilled->type();
   report.distilled.profile = profile_model(*distilled, (run / "student").string(), valid, o.speed);
   if (o.baseline) {
     const fs::path base_dir = run / ("seed-" + std::to_string(o.seeds.front())) / "baseline" / "best";
     auto baseline = load_classifier(base_dir.string());
+    baseline->module().to(o.train.device);
     report.baseline.type = baseline->type();
     report.baseline.profile = profile_model(*baseline, base_dir.string(), valid, o.speed);
   }
@@ -330,6 +336,7 @@ DistillSummary DistillPipeline::run() {
                      {"temperature", o.loss.temperature},
                      {"alpha", o.loss.alpha},
                      {"knowledge", o.cache ? "cached" : "live"},
+                     {"device", o.train.device.str()},
                      {"seeds", o.seeds},
                      {"epochs", o.train.epochs},
                      {"baseline_epochs", o.baseline_epochs > 0 ? o.baseline_epochs : o.train.epochs},

@@ -9,6 +9,7 @@
 #include "kd/eval/evaluate.h"
 #include "kd/io/atomic_file.h"
 #include "kd/io/safetensors.h"
+#include "kd/util/device.h"
 #include "kd/util/log.h"
 #include "kd/util/progress_bar.h"
 
@@ -110,7 +111,11 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
 
   torch::manual_seed(static_cast<uint64_t>(o.seed));
   auto& module = model_.module();
+  // Before the optimizer is built, so that its state is created beside the parameters.
+  if (module_device(module) != o.device) module.to(o.device);
   module.train();
+  // Dropout on a GPU draws from that device's generator; it is saved and restored beside the CPU's.
+  const bool cuda = o.device.is_cuda();
   auto optimizer = make_adamw(module, o.optim);
 
   BucketBatcherOptions bo;
@@ -144,11 +149,17 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
     state.loss_sum = j.value("loss_sum", 0.0);
     state.loss_count = j.value("loss_count", int64_t{0});
     load_module_state(module, (last / "model.safetensors").string());
-    torch::load(*optimizer, (last / "optimizer.pt").string());
+    torch::load(*optimizer, (last / "optimizer.pt").string(), o.device);
     torch::Tensor rng;
     torch::load(rng, (last / "rng.pt").string());
     auto gen = at::detail::getDefaultCPUGenerator();
     gen.set_state(rng);
+    if (cuda && fs::exists(last / "rng_cuda.pt")) {
+      torch::Tensor cuda_rng;
+      torch::load(cuda_rng, (last / "rng_cuda.pt").string());
+      auto cuda_gen = at::globalContext().defaultGenerator(o.device);  // a handle: shares the device's state
+      cuda_gen.set_state(cuda_rng);
+    }
     log_info(strf("resuming from %s at epoch %lld batch %lld (step %lld)", last.string().c_str(),
                   static_cast<long long>(state.epoch + 1), static_cast<long long>(state.next_batch),
                   static_cast<long long>(state.step)));
@@ -159,6 +170,7 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
     save_module_state(module, dir.file("model.safetensors"));
     torch::save(*optimizer, dir.file("optimizer.pt"));
     torch::save(at::detail::getDefaultCPUGenerator().get_state(), dir.file("rng.pt"));
+    if (cuda) torch::save(at::globalContext().defaultGenerator(o.device).get_state(), dir.file("rng_cuda.pt"));
     write_json_atomic(dir.file("trainer_state.json"), to_json(state, o));
     dir.commit();
   };
@@ -191,9 +203,9 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
   };
 
   std::vector<double> result_steps;
-  log_info(strf("training: %zu examples, %lld batches/epoch, %lld optimizer steps, %d threads", train.size(),
-                static_cast<long long>(batches_per_epoch), static_cast<long long>(total_steps),
-                torch::get_num_threads()));
+  log_info(strf("training: %zu examples, %lld batches/epoch, %lld optimizer steps, %d threads, device %s",
+                train.size(), static_cast<long long>(batches_per_epoch), static_cast<long long>(total_steps),
+                torch::get_num_threads(), o.device.str().c_str()));
   bool stopped = false;
   for (; state.epoch < o.epochs; ++state.epoch, state.next_batch = 0) {
     const auto plan = batcher.epoch_plan(state.epoch);
@@ -206,6 +218,7 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
     for (int64_t b = state.next_batch; b < batches_per_epoch; ++b) {
       if (b == state.next_batch || (b % o.grad_accum) == 0) step_start = std::chrono::steady_clock::now();
       Batch batch = batcher.collate(plan[static_cast<size_t>(b)]);
+      if (cuda) batch = batch.to(o.device);
       auto output = model_.forward(batch);
       auto loss = loss_(output, batch);
       const double value = loss.item<double>();

@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <torch/cuda.h>
+
 #include "kd/io/atomic_file.h"
 #include "kd/models/bert_teacher.h"
 #include "test_paths.h"
@@ -187,6 +189,52 @@ TEST(DistillE2EBadInputTest, EachCaseIsOneLineErrorAndNoReport) {
   EXPECT_EQ(error_lines(r.err), 1u) << r.err;
   EXPECT_NE(r.err.find("teacher"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir / "run2/report.json"));
+}
+
+// --device cuda for distill, eval, predict and bench: on a GPU machine the models run there (the report,
+// eval's JSON and bench's JSON say so) and the distilled student matches the CPU run's accuracy; on a
+// machine without one each is the one-line ConfigError, and distill writes no run folder.
+TEST(DistillE2EDeviceTest, CudaRunsThereOrFailsInOneLineWithNoRunFolder) {
+  const auto dir = test::temp_dir("e2e_distill_cuda_" + std::to_string(::getpid()));
+  write_setup(dir);
+  const std::string small = " --set report.seeds=[1] --set train.epochs=1 --set report.baseline=false";
+  auto r = run_kd("distill --config distill.yaml --device cuda" + small, dir);
+  if (!torch::cuda::is_available()) {
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_EQ(error_lines(r.err), 1u) << r.err;
+    EXPECT_NE(r.err.find("kd: error: --device cuda: no CUDA device is visible"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("(hint: use --device cpu)"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(dir / "run")) << "nothing of the run folder is written";
+    for (const char* args : {"eval --model teacher --data dev.tsv --out eval.json", "predict --model teacher",
+                             "cache --teacher teacher --data dev.tsv --out dev.kdc",
+                             "bench infer --model teacher --data dev.tsv --repeats 1 --warmup 0"}) {
+      auto e = run_kd(std::string(args) + " --device cuda", dir, (dir / "dev.tsv").string());
+      EXPECT_EQ(e.code, 2) << args << ": " << e.err;
+      EXPECT_EQ(error_lines(e.err), 1u) << args << ": " << e.err;
+      EXPECT_NE(e.err.find("--device cuda: no CUDA device is visible"), std::string::npos) << args << ": " << e.err;
+    }
+    EXPECT_FALSE(fs::exists(dir / "eval.json"));
+    EXPECT_FALSE(fs::exists(dir / "dev.kdc"));
+    return;
+  }
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto report = read_json((dir / "run/report.json").string());
+  EXPECT_EQ(report.at("settings").at("device").get<std::string>(), "cuda");
+  EXPECT_EQ(report.at("teacher").at("profile").at("device").get<std::string>().rfind("cuda", 0), 0u) << report.dump(1);
+  auto cpu = run_kd("distill --config distill.yaml --run-dir run_cpu" + small, dir);
+  ASSERT_EQ(cpu.code, 0) << cpu.err;
+  const auto cpu_report = read_json((dir / "run_cpu/report.json").string());
+  EXPECT_NEAR(report.at("distilled").at("accuracy").at(0).get<double>(),
+              cpu_report.at("distilled").at("accuracy").at(0).get<double>(), 0.1)
+      << "cuDNN's LSTM and the CPU's differ in rounding only";
+  auto e = run_kd("eval --model run/student --data dev.tsv --teacher teacher --out eval.json --device cuda", dir);
+  ASSERT_EQ(e.code, 0) << e.err;
+  EXPECT_EQ(read_json((dir / "eval.json").string()).at("device").get<std::string>(), "cuda");
+  e = run_kd("predict --model run/student --device cuda", dir, (dir / "dev.tsv").string());
+  EXPECT_EQ(e.code, 0) << e.err;
+  e = run_kd("bench infer --model run/student --data dev.tsv --repeats 2 --warmup 1 --device cuda --out infer.json", dir);
+  ASSERT_EQ(e.code, 0) << e.err;
+  EXPECT_EQ(read_json((dir / "infer.json").string()).at("device").get<std::string>(), "cuda");
 }
 
 }  // namespace

@@ -106,6 +106,13 @@ TEST(DistillLmE2ETest, BadInputIsOneErrorLine) {
     EXPECT_NE(r.err.find(c.message), std::string::npos) << c.set << ": " << r.err;
     EXPECT_FALSE(fs::exists(dir / "run/report.json")) << c.set;
   }
+  // The causal-LM commands run on the CPU only, GPU or not: --device cuda is refused, naming the command.
+  const auto r = run_kd("distill-lm --config lm.yaml --overwrite --device cuda", dir);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("kd: error: --device cuda: kd distill-lm runs on the CPU only (hint: use --device cpu)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(dir / "run/report.json"));
 }
 
 }  // namespace

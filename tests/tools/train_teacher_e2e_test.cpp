@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <torch/cuda.h>
+
 #include "kd/data/text_dataset.h"
 #include "kd/data/bucket_batcher.h"
 #include "kd/io/atomic_file.h"
@@ -161,6 +163,7 @@ TEST(TrainTeacherE2ETest, BadInputGivesOneLineErrorAndNoCheckpoint) {
       {"unknown_label", "", "--set data.valid=dev_bad.tsv", "dev_bad.tsv:3"},
       {"empty_data", "", "--set data.train=empty.tsv", "empty.tsv"},
       {"missing_data", "", "--set data.train=nope.tsv", "nope.tsv"},
+      {"bad_device", "", "--device gpu", "--device gpu: not a device (hint: use cpu, cuda or cuda:N)"},
   };
   for (const auto& c : cases) {
     const auto dir = test::temp_dir(std::string("e2e_bad_") + c.name);
@@ -179,6 +182,30 @@ TEST(TrainTeacherE2ETest, BadInputGivesOneLineErrorAndNoCheckpoint) {
     EXPECT_FALSE(fs::exists(dir / "run/best")) << c.name;
     EXPECT_FALSE(fs::exists(dir / "run/last")) << c.name;
   }
+}
+
+// --device cuda: on a GPU machine the run trains there and says so; on a machine without one it is the
+// one-line ConfigError (exit 2) before anything is read or written, not a run on the CPU instead.
+TEST(TrainTeacherE2ETest, DeviceCudaTrainsThereOrFailsInOneLineWithNothingWritten) {
+  const auto dir = test::temp_dir("e2e_teacher_cuda");
+  write_setup(dir);
+  auto r = run_kd("train-teacher --config teacher.yaml --log-level warn --device cuda", dir);
+  if (torch::cuda::is_available()) {
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto summary = read_json((dir / "run/summary.json").string());
+    EXPECT_EQ(summary.at("device").get<std::string>(), "cuda");
+    EXPECT_TRUE(fs::exists(dir / "run/best/model.safetensors"));
+    EXPECT_TRUE(fs::exists(dir / "run/last/rng_cuda.pt"));
+    auto resumed = run_kd("train-teacher --config teacher.yaml --log-level warn --device cuda --resume", dir);
+    EXPECT_EQ(resumed.code, 0) << resumed.err;
+    return;
+  }
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(last_line_count(r.err), "1") << r.err;
+  EXPECT_EQ(r.err.rfind("kd: error: --device cuda: no CUDA device is visible (LibTorch has CUDA support: ", 0), 0u)
+      << r.err;
+  EXPECT_NE(r.err.find("(hint: use --device cpu)"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "run")) << "nothing of the run folder is written";
 }
 
 }  // namespace

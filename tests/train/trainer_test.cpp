@@ -1,13 +1,20 @@
 // The Trainer's guard against a diverging run: a NaN or Inf loss stops training with an error naming the
-// step, and the last good resume checkpoint is left intact.
+// step, and the last good resume checkpoint is left intact. On a GPU, distillation there ends where it
+// ends on the CPU.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
 
+#include <torch/cuda.h>
+
+#include "expect_error.h"
 #include "kd/error.h"
 #include "kd/io/atomic_file.h"
+#include "kd/knowledge/knowledge_source.h"
+#include "kd/train/distill_pipeline.h"
 #include "kd/train/trainer.h"
+#include "kd/util/device.h"
 #include "test_paths.h"
 
 namespace fs = std::filesystem;
@@ -107,6 +114,62 @@ TEST(TrainerTest, HistoryRecordsTheTrainingLossBetweenEvaluations) {
   ASSERT_EQ(r.history.size(), 3u);
   for (const auto& h : r.history) EXPECT_GT(h.train_loss, 0.0);
   EXPECT_LT(r.history.back().train_loss, r.history.front().train_loss) << "an easy task: the loss falls";
+}
+
+// With a GPU: the student is moved there by the trainer, the live teacher runs there, the loss and the
+// evaluations are computed there, and two epochs end with the CPU run's weights and losses. Without one,
+// asking for CUDA is the one-line ConfigError that kd's --device gives, never a silent CPU run.
+TEST(TrainerTest, DistillingOnCudaMatchesTheCpuOrCudaIsRefused) {
+  if (!torch::cuda::is_available()) {
+    test::expect_error<ConfigError>([] { (void)parse_device("cuda"); },
+                                    {"--device cuda", "no CUDA device is visible", "use --device cpu"});
+    return;
+  }
+  struct Run {
+    std::vector<EvalRecord> history;
+    std::vector<torch::Tensor> params;  // on the CPU
+    torch::Device device = torch::kCPU;
+  };
+  auto run = [](const torch::Device& device) {
+    const auto dir = test::temp_dir(std::string("trainer_device_") + (device.is_cuda() ? "cuda" : "cpu"));
+    torch::manual_seed(5);
+    TinyClassifier teacher, student;  // the same CPU initialisation for both runs
+    teacher.module().to(device);
+    auto data = make_data(student, 32);
+    TrainerOptions o;
+    o.run_dir = dir.string();
+    o.epochs = 2;
+    o.batch_size = 4;
+    o.eval_every = 4;
+    o.checkpoint_every = 3;
+    o.progress = false;
+    o.optim.lr = 1e-2;
+    o.device = device;
+    DistillLossOptions lo;
+    lo.alpha = 0.5;
+    LiveTeacher knowledge(teacher);
+    const TrainResult r = Trainer(student, o, distill_loss_fn(lo, &knowledge)).fit(data, data);
+    EXPECT_TRUE(fs::exists(dir / "best" / "model.safetensors"));
+    EXPECT_TRUE(fs::exists(dir / "last" / "model.safetensors"));
+    Run out;
+    out.history = r.history;
+    out.device = module_device(student.module());
+    for (const auto& p : student.module().parameters()) out.params.push_back(p.detach().to(torch::kCPU));
+    return out;
+  };
+  const Run cpu = run(torch::kCPU);
+  const Run cuda = run(torch::Device(torch::kCUDA));
+  EXPECT_TRUE(cuda.device.is_cuda()) << "the trainer moves the model to TrainerOptions::device";
+  EXPECT_TRUE(cpu.device.is_cpu());
+  ASSERT_EQ(cpu.history.size(), cuda.history.size());
+  for (size_t i = 0; i < cpu.history.size(); ++i) {
+    EXPECT_NEAR(cpu.history[i].train_loss, cuda.history[i].train_loss, 1e-4) << i;
+    EXPECT_NEAR(cpu.history[i].loss, cuda.history[i].loss, 1e-4) << i;
+    EXPECT_EQ(cpu.history[i].accuracy, cuda.history[i].accuracy) << i;
+  }
+  ASSERT_EQ(cpu.params.size(), cuda.params.size());
+  for (size_t i = 0; i < cpu.params.size(); ++i)
+    EXPECT_TRUE(torch::allclose(cpu.params[i], cuda.params[i], 1e-4, 1e-5)) << "parameter " << i;
 }
 
 }  // namespace

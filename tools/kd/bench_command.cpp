@@ -42,13 +42,13 @@ double peak_rss_mib() {
   return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
-nlohmann::json machine_json() {
-  return {{"threads", torch::get_num_threads()}, {"cpu", cpu_model_name()}, {"date", utc_now_iso()},
-          {"peak_rss_mib", peak_rss_mib()}};
+nlohmann::json machine_json(const torch::Device& device) {
+  return {{"threads", torch::get_num_threads()}, {"cpu", cpu_model_name()}, {"device", device.str()},
+          {"date", utc_now_iso()}, {"peak_rss_mib", peak_rss_mib()}};
 }
 
-void emit(nlohmann::json j, const std::string& out) {
-  j.update(machine_json());
+void emit(nlohmann::json j, const torch::Device& device, const std::string& out) {
+  j.update(machine_json(device));
   std::printf("%s\n", j.dump().c_str());
   if (!out.empty()) write_json_atomic(out, j);
 }
@@ -95,11 +95,13 @@ class BenchCommand : public Command {
  private:
   int run_distill() {
     common_.apply();
+    const torch::Device device = common_.resolve_device();
     Config config = Config::load(config_, overrides_);
     auto root = config.root();
     DistillOptions o = DistillOptions::from(root);
     auto student_section = root.child("student");
     auto teacher = load_classifier(o.teacher_dir);
+    teacher->module().to(device);
     const fs::path work = work_dir_.empty() ? fs::temp_directory_path() / ("kd-bench-" + std::to_string(::getpid()))
                                             : fs::path(work_dir_);
     fs::remove_all(work);
@@ -138,6 +140,7 @@ class BenchCommand : public Command {
     t.checkpoint_every = 0;
     t.progress = false;
     t.record_step_times = true;
+    t.device = device;
     Trainer trainer(*student, t, distill_loss_fn(o.loss, knowledge.get()));
     const TrainResult r = trainer.fit(train, valid);
     std::vector<double> timed(r.step_seconds.begin() + std::min<size_t>(warmup_, r.step_seconds.size()),
@@ -154,14 +157,16 @@ class BenchCommand : public Command {
           {"ms_per_step_p90", 1e3 * percentile(timed, 0.9)},
           {"examples_per_s", static_cast<double>(timed.size() * o.train.batch_size) / total},
           {"torch", TORCH_VERSION}},
-         out_);
+         device, out_);
     fs::remove_all(work);
     return 0;
   }
 
   int run_infer() {
     infer_common_.apply();
+    const torch::Device device = infer_common_.resolve_device();
     auto model = load_classifier(model_);
+    model->module().to(device);
     auto rows = read_table(data_, flags_.table());
     const TextDataset sample(rows, model->tokenizer(), model->labels(), model->max_length(), data_);
     const ModelProfile p = profile_model(*model, model_, sample, speed_);
@@ -179,7 +184,7 @@ class BenchCommand : public Command {
           {"repeats", p.repeats},
           {"warmup", p.warmup},
           {"torch", TORCH_VERSION}},
-         out_);
+         device, out_);
     return 0;
   }
 

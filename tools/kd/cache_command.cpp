@@ -49,6 +49,7 @@ class CacheCommand : public Command {
   int run() override {
     common_.apply();
     // Cheap checks first: none of them should wait for the teacher to load or run.
+    const torch::Device device = common_.resolve_device();
     if (fs::exists(out_) && !overwrite_)
       throw ConfigError(located(out_, "already exists", "pass --overwrite to replace it"));
     const fs::path parent = fs::path(out_).parent_path();
@@ -63,6 +64,7 @@ class CacheCommand : public Command {
 
     log_info("loading teacher " + teacher_);
     auto teacher = load_classifier(teacher_);
+    teacher->module().to(device);
     if (top_k_ > teacher->labels().size())
       throw ConfigError(located("--top-k", std::to_string(top_k_) + " exceeds the teacher's " +
                                                std::to_string(teacher->labels().size()) + " classes",
@@ -71,9 +73,9 @@ class CacheCommand : public Command {
     TextDataset dataset(rows, teacher->tokenizer(), teacher->labels(), key.max_length, data_);
     rows.clear();
 
-    log_info(strf("running the teacher over %zu rows (max_length %lld, batch %lld, %d threads)", dataset.size(),
-                  static_cast<long long>(key.max_length), static_cast<long long>(batch_size_),
-                  torch::get_num_threads()));
+    log_info(strf("running the teacher over %zu rows (max_length %lld, batch %lld, %d threads, device %s)",
+                  dataset.size(), static_cast<long long>(key.max_length), static_cast<long long>(batch_size_),
+                  torch::get_num_threads(), device.str().c_str()));
     const CacheWriteResult r = write_knowledge_cache(out_, *teacher, dataset, key, batch_size_, !common_.no_progress);
     std::string accuracy = "no labelled rows";
     if (r.labelled > 0)

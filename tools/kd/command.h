@@ -3,6 +3,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <torch/torch.h>
 
 #include <memory>
 #include <string>
@@ -24,8 +25,13 @@ struct CommonOptions {
   int threads = 0;           // 0: all cores
   bool no_progress = false;  // progress bars off
   std::string log_level = "info";
+  std::string device = "cpu";  // cpu, cuda or cuda:N
   void add_to(CLI::App& app);
   void apply() const;        // thread count, log level
+  // --device, checked by kd::parse_device (ConfigError: malformed, or no such CUDA device).
+  torch::Device resolve_device() const;
+  // For the commands that run on the CPU only: a ConfigError naming the command unless --device is cpu.
+  void require_cpu(const std::string& command) const;
 };
 
 std::vector<std::unique_ptr<Command>> all_commands();

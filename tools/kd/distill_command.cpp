@@ -29,9 +29,11 @@ class DistillCommand : public Command {
 
   int run() override {
     common_.apply();
+    const torch::Device device = common_.resolve_device();  // before anything is read or written
     Config config = run_.load();
     auto root = config.root();
     DistillOptions options = DistillOptions::from(root);
+    options.train.device = device;
     options.resume = run_.resume;
     options.progress = !common_.no_progress;
     auto student = root.child("student");

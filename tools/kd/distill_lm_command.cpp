@@ -29,6 +29,7 @@ class DistillLmCommand : public Command {
 
   int run() override {
     common_.apply();
+    common_.require_cpu(name());
     Config config = run_.load();
     LmDistillOptions options = LmDistillOptions::from(config.root());
     config.check_all_used();

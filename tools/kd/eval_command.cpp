@@ -38,7 +38,9 @@ class EvalCommand : public Command {
 
   int run() override {
     common_.apply();
+    const torch::Device device = common_.resolve_device();
     auto model = load_classifier(model_);
+    model->module().to(device);
     auto rows = read_table(data_, flags_.table());
     TextDataset data(rows, model->tokenizer(), model->labels(), model->max_length(), data_);
     auto ev = evaluate(*model, data, batch_size_, /*keep_logits=*/true, !common_.no_progress);
@@ -49,6 +51,7 @@ class EvalCommand : public Command {
     out["data"] = data_;
     out["labels"] = model->labels().labels();
     out["loss"] = ev.mean_loss;
+    out["device"] = device.str();
 
     std::printf("%s on %s: accuracy %.4f, macro-F1 %.4f (%lld rows)\n", model_.c_str(), data_.c_str(),
                 ev.confusion.accuracy(), ev.confusion.macro_f1(), static_cast<long long>(ev.confusion.total()));
@@ -56,6 +59,7 @@ class EvalCommand : public Command {
 
     if (!teacher_.empty()) {
       auto teacher = load_classifier(teacher_);
+      teacher->module().to(device);
       if (teacher->labels().labels() != model->labels().labels())
         throw DataError(located(teacher_, "the teacher's label list differs from the model's",
                                 "compare labels.json in both folders"));

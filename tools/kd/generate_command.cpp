@@ -109,6 +109,7 @@ class GenerateCommand : public Command {
 
   int run() override {
     common_.apply();
+    common_.require_cpu(name());
     if (prompt_.empty() == prompts_file_.empty())
       throw ConfigError(located("--prompt", "give either --prompt TEXT or --prompts FILE --out FILE"));
     if (o_.top_p <= 0) throw ConfigError(located("--top-p", "must be in (0, 1]"));

@@ -48,6 +48,7 @@ class LmMemoryCommand : public Command {
 
   int run() override {
     common_.apply();
+    common_.require_cpu(name());
     if (chunk_ <= 0) throw ConfigError(located("--chunk", "must be positive"));
     if (!child_.empty()) return measure();
     std::cout << strf("%-8s %-6s %-10s %14s %16s %22s\n", "seq_len", "batch", "loss", "peak RSS MiB",

@@ -3,12 +3,16 @@
 
 #include "command.h"
 #include "kd/error.h"
+#include "kd/util/device.h"
 #include "kd/util/log.h"
 
 namespace kd::cli {
 
 void CommonOptions::add_to(CLI::App& app) {
   app.add_option("--threads", threads, "intra-op CPU threads (0 = all cores)")->capture_default_str();
+  app.add_option("--device", device,
+                 "where the models run: cpu, cuda or cuda:N (the causal-LM commands run on the CPU only)")
+      ->capture_default_str();
   app.add_flag("--no-progress", no_progress, "do not draw progress bars");
   app.add_option("--log-level", log_level, "debug, info, warn, error")
       ->capture_default_str()
@@ -18,6 +22,13 @@ void CommonOptions::add_to(CLI::App& app) {
 void CommonOptions::apply() const {
   if (threads > 0) torch::set_num_threads(threads);
   set_log_level(parse_log_level(log_level));
+}
+
+torch::Device CommonOptions::resolve_device() const { return parse_device(device); }
+
+void CommonOptions::require_cpu(const std::string& command) const {
+  if (!parse_device_name(device).is_cpu())
+    throw ConfigError(located("--device " + device, "kd " + command + " runs on the CPU only", "use --device cpu"));
 }
 
 std::vector<std::unique_ptr<Command>> all_commands() {

@@ -29,6 +29,7 @@ class PerplexityCommand : public Command {
 
   int run() override {
     common_.apply();
+    common_.require_cpu(name());
     options_.progress = !common_.no_progress;
     auto lm = load_causal_lm(model_);
     const auto stream = tokenize_text_file(data_, lm.tokenizer, max_tokens_, options_.progress);

@@ -33,7 +33,9 @@ class PredictCommand : public Command {
 
   int run() override {
     common_.apply();
+    const torch::Device device = common_.resolve_device();
     model_ptr_ = load_classifier(model_);
+    model_ptr_->module().to(device);
     std::ifstream file;
     if (!input_.empty()) {
       file.open(input_);

@@ -35,6 +35,7 @@ class TrainTeacherCommand : public Command {
 
   int run() override {
     common_.apply();
+    const torch::Device device = common_.resolve_device();  // before anything is read or written
     Config config = run_.load();
     auto root = config.root();
     const std::string run_dir = root.get<std::string>("run_dir", "runs/teacher");
@@ -44,6 +45,7 @@ class TrainTeacherCommand : public Command {
     options.resume = run_.resume;
     options.progress = !common_.no_progress;
     options.stop_after_steps = stop_after_;
+    options.device = device;
     // The model section is read by the registry after the labels are known; read the type now so
     // that a typo fails before any data is read.
     (void)teacher_registry().get(model_section.get<std::string>("type", "bert"), model_section.where("type"));
@@ -80,6 +82,7 @@ class TrainTeacherCommand : public Command {
         {"finished_utc", utc_now_iso()},
         {"cpu", cpu_model_name()},
         {"threads", torch::get_num_threads()},
+        {"device", device.str()},
         {"labels", labels.labels()},
         {"train_rows", train.size()},
         {"valid_rows", valid.size()},
@@ -90,9 +93,9 @@ class TrainTeacherCommand : public Command {
         {"best_model", (run / "best").string()}};
     write_json_atomic((run / "summary.json").string(), summary);
     log_info(strf("done: best valid accuracy %.4f (macro-F1 %.4f) at step %lld; training took %.1f min "
-                  "(%d threads, %s); model in %s",
+                  "(%d threads, %s, device %s); model in %s",
                   result.best.accuracy, result.best.macro_f1, static_cast<long long>(result.best.step),
-                  result.train_seconds / 60.0, torch::get_num_threads(), cpu_model_name().c_str(),
+                  result.train_seconds / 60.0, torch::get_num_threads(), cpu_model_name().c_str(), device.str().c_str(),
                   (run / "best").string().c_str()));
     return 0;
   }

@@ -1,4 +1,4 @@
-// Runs a classifier over a data set without gradients and scores it.
+// Runs a classifier over a data set without gradients and scores it, on the device its parameters are on.
 #pragma once
 
 #include "kd/data/text_dataset.h"
@@ -10,7 +10,7 @@ namespace kd {
 struct Evaluation {
   ConfusionMatrix confusion{2};
   double mean_loss = 0;        // cross-entropy over labelled rows
-  torch::Tensor logits;        // (N, C) in dataset order, when keep_logits
+  torch::Tensor logits;        // (N, C) in dataset order, on the CPU, when keep_logits
 };
 
 Evaluation evaluate(TextClassifier& model, const TextDataset& data, int64_t batch_size,

@@ -4,7 +4,8 @@
 //
 // Run folder layout (run_dir):
 //   best/             the best model so far (a complete model folder, see TextClassifier::save)
-//   last/             resume checkpoint: model folder + optimizer.pt + rng.pt + trainer_state.json
+//   last/             resume checkpoint: model folder + optimizer.pt + rng.pt (+ rng_cuda.pt on a GPU)
+//                     + trainer_state.json
 //   metrics.json      every evaluation so far
 // Every folder and file is written to a temporary name and renamed, so an interrupted run never
 // leaves a half-written checkpoint.
@@ -36,6 +37,7 @@ struct TrainerOptions {
   int64_t stop_after_steps = 0;    // > 0: save a resume checkpoint and stop after this many optimizer
                                    // steps, as an interruption would (tests resume; splits long runs)
   bool record_step_times = false;  // fill TrainResult::step_seconds (kd bench)
+  torch::Device device = torch::kCPU;  // the model is moved here; batches are collated on the CPU and moved
   OptimizerOptions optim;
 };
 
