@@ -26,6 +26,19 @@ def set_threads(n):
     return torch
 
 
+def device_of(torch, name):
+    """The torch.device for --device (cpu, cuda, cuda:N); one line and exit when CUDA is not visible."""
+    if name != "cpu" and not torch.cuda.is_available():
+        sys.exit(f"--device {name}: no CUDA device is visible; use --device cpu")
+    return torch.device(name)
+
+
+def sync(torch, device):
+    """Waits for the work queued on a CUDA device, so that a clock read after it times finished work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def read_rows(path, text_col, label_col=None):
     """Rows of a TSV file with a header: a list of (text, label-string or None)."""
     csv.field_size_limit(sys.maxsize)
@@ -150,6 +163,7 @@ def distill_args(description):
     p.add_argument("--steps", type=int, default=40, help="timed steps")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps before them")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (teacher, student and batches)")
     p.add_argument("--out", help="also write the JSON result here")
     return p
 

@@ -41,6 +41,7 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--out", help="also write the JSON result here")
     args = p.parse_args()
     if args.repeats < 1 or args.warmup < 0 or args.batch_size < 1:
@@ -49,7 +50,8 @@ def main():
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForSequenceClassification.from_pretrained(args.model).eval()
+    device = common.device_of(torch, args.device)
+    model = AutoModelForSequenceClassification.from_pretrained(args.model).eval().to(device)
     texts = [t for t, _ in common.read_rows(args.data, args.text)]
     if not texts:
         sys.exit(f"{args.data}: no rows")
@@ -59,12 +61,13 @@ def main():
     total = args.warmup + args.repeats
 
     def encode(rows):
-        return dict(tokenizer(rows, padding=True, truncation=True, max_length=args.max_length,
-                              return_tensors="pt"))
+        enc = tokenizer(rows, padding=True, truncation=True, max_length=args.max_length, return_tensors="pt")
+        return {k: v.to(device) for k, v in enc.items()}
 
     def time_ms(batch):
         start = time.perf_counter()
         model(**batch).logits
+        common.sync(torch, device)
         return 1000 * (time.perf_counter() - start)
 
     with torch.inference_mode():
@@ -86,7 +89,7 @@ def main():
         "batch64_ms_median": big_ms,
         "gflops_per_s_batch64": flops * throughput / 1e9 if throughput else None,
         "flops_per_example": flops, "mean_tokens": mean_tokens, "large_batch": args.batch_size,
-        "warmup": args.warmup, "repeats": args.repeats, "threads": torch.get_num_threads(),
+        "warmup": args.warmup, "repeats": args.repeats, "threads": torch.get_num_threads(), "device": str(device),
         "peak_rss_mib": common.peak_rss_mib(), **common.versions(),
         "attention": getattr(model.config, "_attn_implementation", None),
         "parameters": sum(p.numel() for p in model.parameters()),

@@ -177,7 +177,8 @@ def table(title, names, cols, runs):
 
 def report(runs, rats, info):
     lines = [f"CPU: {info['cpu']} ({info['logical_cpus']} logical CPUs; {', '.join(info['cpu_flags_of_note'])})",
-             f"threads: {info['threads']}   date: {info['date_utc']}   git: {info['git']}   load average at "
+             f"threads: {info['threads']}   device: {info.get('device', 'cpu')}   date: {info['date_utc']}   "
+             f"git: {info['git']}   load average at "
              f"start {info['loadavg_start'][0]:.2f}, end {info['loadavg_end'][0]:.2f}", ""]
     if max(info["loadavg_start"][0], info["loadavg_end"][0]) > 0.5 + 0.25 * info["logical_cpus"]:
         lines.append("WARNING: the machine was not idle (load average above); other work skews these figures")
@@ -206,6 +207,7 @@ def main():
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where every tool runs its models")
     p.add_argument("--infer-warmup", type=int, default=3, help="transformers (kd's report default)")
     p.add_argument("--infer-repeats", type=int, default=50, help="transformers (kd's report default)")
     p.add_argument("--timeout", type=int, default=3600, help="seconds per sub-run")
@@ -219,9 +221,15 @@ def main():
     if cfg_teacher and os.path.realpath(cfg_teacher) != os.path.realpath(teacher):
         print(f"warning: kd bench distill uses the config's teacher {cfg_teacher}, the Python peers {teacher}")
     os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
+    if args.device != "cpu":  # every peer would fail on its own; say it once, before anything runs
+        probe = subprocess.run([args.python, "-c", "import sys, torch; sys.exit(not torch.cuda.is_available())"])
+        if probe.returncode != 0:
+            sys.exit(f"--device {args.device}: no CUDA device is visible to {args.python}; use --device cpu")
     info = machine_info(args.threads)
+    info["device"] = args.device
     out = lambda n: os.path.join(args.out, n + ".json")  # noqa: E731
-    common = ["--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)]
+    dev = ["--device", args.device]
+    common = ["--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)] + dev
     peer_flags = ["--teacher", teacher, "--data", s["train"], "--text", s["text"], "--label", s["label"]] + [
         x for k in ("max_length", "batch_size", "embedding_dim", "hidden", "layers", "dropout", "temperature",
                     "alpha", "lr", "weight_decay", "warmup_ratio", "epochs", "clip_norm", "seed")
@@ -237,11 +245,11 @@ def main():
             ("transformers", [args.python, os.path.join(HERE, "hf_infer.py"), "--model", teacher, "--data", s["valid"],
                               "--text", s["text"], "--max-length", str(s["max_length"]), "--warmup",
                               str(args.infer_warmup), "--repeats", str(args.infer_repeats), "--threads",
-                              str(args.threads), "--out", out("transformers")]),
+                              str(args.threads), "--out", out("transformers")] + dev),
             ("kd_infer_teacher", [args.kd, "bench", "infer", "--model", teacher, "--data", s["valid"], "--threads",
-                                  str(args.threads), "--out", out("kd_infer_teacher")]),
+                                  str(args.threads), "--out", out("kd_infer_teacher")] + dev),
             ("kd_infer_student", [args.kd, "bench", "infer", "--model", args.student, "--data", s["valid"],
-                                  "--threads", str(args.threads), "--out", out("kd_infer_student")])]
+                                  "--threads", str(args.threads), "--out", out("kd_infer_student")] + dev)]
     runs = {}
     for name, cmd in plan:
         if name == "textbrewer":

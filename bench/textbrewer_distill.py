@@ -32,8 +32,8 @@ class TimedLoader:
     """An iterable of exactly n batches from an endless batch iterator; stamps[i] is the time batch i was
     requested and stamps[n] the time the end was reached."""
 
-    def __init__(self, source, n):
-        self.source, self.n, self.stamps, self.sizes = source, n, [], []
+    def __init__(self, source, n, now=time.perf_counter):
+        self.source, self.n, self.stamps, self.sizes, self.now = source, n, [], [], now
 
     def __len__(self):
         return self.n
@@ -41,12 +41,12 @@ class TimedLoader:
     def __iter__(self):
         self.stamps, self.sizes = [], []
         for _ in range(self.n):
-            self.stamps.append(time.perf_counter())
+            self.stamps.append(self.now())
             batch = next(self.source)
             self.sizes.append((batch["student"]["labels"].numel(), int(batch["student"]["attention_mask"].sum()),
                                batch["student"]["input_ids"].numel()))
             yield batch
-        self.stamps.append(time.perf_counter())
+        self.stamps.append(self.now())
 
 
 def main():
@@ -62,6 +62,7 @@ def main():
     from textbrewer import BasicDistiller, DistillationConfig, TrainingConfig
     from textbrewer.presets import KD_LOSS_MAP
 
+    device = common.device_of(torch, args.device)
     tokenizer, teacher, data, collate = common.load_teacher_and_data(args)
 
     def collate_tb(batch):
@@ -95,13 +96,17 @@ def main():
     kd_weight = args.alpha if kd_loss_type == "kl" else args.alpha * T2
     workdir = tempfile.mkdtemp(prefix="kd-bench-textbrewer-")
     try:
-        train_config = TrainingConfig(device="cpu", output_dir=workdir + "/ckpt",
+        train_config = TrainingConfig(device=str(device), output_dir=workdir + "/ckpt",
                                       log_dir=workdir + "/tb" if args.tensorboard else None,
                                       ckpt_frequency=1, ckpt_epoch_frequency=1)
         distill_config = DistillationConfig(temperature=args.temperature, kd_loss_type=kd_loss_type,
                                             kd_loss_weight=kd_weight, hard_label_weight=1.0 - args.alpha)
         distiller = BasicDistiller(train_config, distill_config, teacher, student, adaptor_T, adaptor_S)
-        loader = TimedLoader(batches(), args.warmup + args.steps + 1)
+        def now():  # a step's queued CUDA work finishes before the next batch's stamp
+            common.sync(torch, device)
+            return time.perf_counter()
+
+        loader = TimedLoader(batches(), args.warmup + args.steps + 1, now)
         with distiller:  # teacher eval(), student train() for the duration
             distiller.train(optimizer, loader, num_epochs=1, max_grad_norm=args.clip_norm,
                             scheduler_class=get_linear_schedule_with_warmup,
@@ -124,7 +129,7 @@ def main():
         "ms_per_step_median": 1000 * common.median(times),
         "ms_per_step_p90": 1000 * common.percentile(times, 0.9),
         "examples_per_s": examples / sum(times),
-        "peak_rss_mib": common.peak_rss_mib(), "threads": torch.get_num_threads(),
+        "peak_rss_mib": common.peak_rss_mib(), "threads": torch.get_num_threads(), "device": str(device),
         **common.versions(), "textbrewer": textbrewer.__version__,
         "timed_examples": examples, "timed_seconds": sum(times),
         "tokens_real": tok_real, "tokens_padded": tok_padded,

@@ -40,11 +40,13 @@ def main():
     from torch.utils.data import DataLoader
     from transformers import get_linear_schedule_with_warmup
 
+    device = common.device_of(torch, args.device)
     tokenizer, teacher, data, collate = common.load_teacher_and_data(args)
+    teacher.to(device)
 
     torch.manual_seed(args.seed)
     student = common.make_student(len(tokenizer), teacher.config.num_labels, args.embedding_dim, args.hidden,
-                                  args.layers, args.dropout, tokenizer.pad_token_id or 0)
+                                  args.layers, args.dropout, tokenizer.pad_token_id or 0).to(device)
     student.train()
     optimizer = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     total_steps = math.ceil(len(data) / args.batch_size) * args.epochs
@@ -54,8 +56,8 @@ def main():
         """Endless: a new shuffle each epoch; the same seed gives the same sequence of batches."""
         gen = torch.Generator().manual_seed(args.seed)
         while True:
-            yield from DataLoader(data, batch_size=args.batch_size, shuffle=True, collate_fn=collate,
-                                  generator=gen)
+            for b in DataLoader(data, batch_size=args.batch_size, shuffle=True, collate_fn=collate, generator=gen):
+                yield {k: v.to(device) for k, v in b.items()}
 
     n_steps = args.warmup + args.steps
     cache, cache_seconds = None, 0.0
@@ -87,6 +89,7 @@ def main():
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad()
+        common.sync(torch, device)
         dt = time.perf_counter() - t0
         losses.append(loss.item())
         if step >= args.warmup:
@@ -101,7 +104,7 @@ def main():
         "ms_per_step_median": 1000 * common.median(times),
         "ms_per_step_p90": 1000 * common.percentile(times, 0.9),
         "examples_per_s": examples / sum(times),
-        "peak_rss_mib": common.peak_rss_mib(), "threads": torch.get_num_threads(),
+        "peak_rss_mib": common.peak_rss_mib(), "threads": torch.get_num_threads(), "device": str(device),
         **common.versions(),
         "timed_examples": examples, "timed_seconds": sum(times),
         "tokens_real": tok_real, "tokens_padded": tok_padded,
