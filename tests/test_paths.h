@@ -3,6 +3,9 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
+
+#include <unistd.h>
 
 namespace kd::test {
 
@@ -16,11 +19,22 @@ inline std::string source_dir() { return KD_SOURCE_DIR; }
 // The Python interpreter with the reference packages (torch, transformers, safetensors).
 inline std::string python() { return KD_PYTHON; }
 
-// A fresh, empty folder under the build tree for one test (shared/ is read-only in CI).
+// Every folder temp_dir made in this process; test_main.cpp removes them when all tests passed.
+inline std::vector<std::filesystem::path>& temp_dirs_made() {
+  static std::vector<std::filesystem::path> dirs;
+  return dirs;
+}
+
+// A fresh, empty folder under the build tree for one test (shared/ is read-only in CI). The process id
+// is part of the name: ctest runs each test in its own process, two at a time, and tests of one suite
+// set up the same suite folder, so a fixed name would let one process delete another's files. A
+// passing process removes its folders (a run of the suite would otherwise leave gigabytes of
+// checkpoints behind); a failing one keeps them to look at.
 inline std::filesystem::path temp_dir(const std::string& name) {
-  auto p = std::filesystem::path(KD_BINARY_DIR) / "test_tmp" / name;
+  auto p = std::filesystem::path(KD_BINARY_DIR) / "test_tmp" / (name + "_" + std::to_string(::getpid()));
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
+  temp_dirs_made().push_back(p);
   return p;
 }
 

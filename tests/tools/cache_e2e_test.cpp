@@ -3,7 +3,6 @@
 // live teacher; bad input gives one error line, a non-zero exit and no file.
 #include <gtest/gtest.h>
 
-#include <unistd.h>
 
 #include <sys/wait.h>
 
@@ -35,7 +34,7 @@ class CacheE2ETest : public ::testing::Test {
  protected:
   // One classifier folder for the suite: the pretrained encoder with a fresh two-class head.
   static void SetUpTestSuite() {
-    dir_ = new fs::path(test::temp_dir("e2e_cache_" + std::to_string(::getpid())));
+    dir_ = new fs::path(test::temp_dir("e2e_cache"));
     BertTeacherOptions o;
     o.path = test::model_dir();
     o.max_length = 64;

@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -84,7 +83,7 @@ class DistillE2ETest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     // ctest runs each test in its own process, possibly at the same time: one folder per process.
-    dir_ = test::temp_dir("e2e_distill_" + std::to_string(::getpid()));
+    dir_ = test::temp_dir("e2e_distill");
     write_setup(dir_);
     first_ = run_kd("distill --config distill.yaml", dir_);
   }
@@ -195,7 +194,7 @@ TEST(DistillE2EBadInputTest, EachCaseIsOneLineErrorAndNoReport) {
 // eval's JSON and bench's JSON say so) and the distilled student matches the CPU run's accuracy; on a
 // machine without one each is the one-line ConfigError, and distill writes no run folder.
 TEST(DistillE2EDeviceTest, CudaRunsThereOrFailsInOneLineWithNoRunFolder) {
-  const auto dir = test::temp_dir("e2e_distill_cuda_" + std::to_string(::getpid()));
+  const auto dir = test::temp_dir("e2e_distill_cuda");
   write_setup(dir);
   const std::string small = " --set report.seeds=[1] --set train.epochs=1 --set report.baseline=false";
   auto r = run_kd("distill --config distill.yaml --device cuda" + small, dir);

@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -34,7 +33,7 @@ nlohmann::json golden_prompts() { return read_json(test::golden("llm/model_promp
 size_t lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
 
 TEST(GenerateE2ETest, GreedyOutputMatchesTransformersAndStreams) {
-  const auto dir = test::temp_dir("e2e_generate_" + std::to_string(::getpid()));
+  const auto dir = test::temp_dir("e2e_generate");
   const auto story = golden_prompts()["story"];
   const auto r = run_kd("generate --model " + test::llm_gguf() + " --prompt " + quoted(story["text"].get<std::string>()) +
                             " --max-new-tokens " + std::to_string(story["greedy"].size()),
@@ -47,7 +46,7 @@ TEST(GenerateE2ETest, GreedyOutputMatchesTransformersAndStreams) {
 }
 
 TEST(GenerateE2ETest, ChatWrapsThePromptInTheTemplateAndStopsAtEos) {
-  const auto dir = test::temp_dir("e2e_generate_chat_" + std::to_string(::getpid()));
+  const auto dir = test::temp_dir("e2e_generate_chat");
   const auto chat = golden_prompts()["chat"];
   // The golden chat prompt is the model's template applied to this one user message.
   const auto r = run_kd("generate --chat --model " + test::llm_gguf() + " --prompt 'What is the capital of France?' -n " +
@@ -60,7 +59,7 @@ TEST(GenerateE2ETest, ChatWrapsThePromptInTheTemplateAndStopsAtEos) {
 }
 
 TEST(GenerateE2ETest, SamplingRepeatsWithTheSameSeed) {
-  const auto dir = test::temp_dir("e2e_generate_seed_" + std::to_string(::getpid()));
+  const auto dir = test::temp_dir("e2e_generate_seed");
   const std::string args = "generate --model " + test::llm_gguf() +
                            " --prompt 'The weather today is' -n 12 --temperature 0.9 --top-k 40 --top-p 0.95 --ignore-eos";
   const auto a = run_kd(args + " --seed 7", dir);
@@ -73,7 +72,7 @@ TEST(GenerateE2ETest, SamplingRepeatsWithTheSameSeed) {
 }
 
 TEST(GenerateE2ETest, PromptsFileWritesOneJsonLineEach) {
-  const auto dir = test::temp_dir("e2e_generate_file_" + std::to_string(::getpid()));
+  const auto dir = test::temp_dir("e2e_generate_file");
   const auto story = golden_prompts()["story"];
   const std::string text = story["text"];
   write_file_atomic((dir / "prompts.txt").string(), text + "\n\nThe weather today is\n");
@@ -99,7 +98,7 @@ TEST(GenerateE2ETest, PromptsFileWritesOneJsonLineEach) {
 }
 
 TEST(GenerateE2ETest, BadInputIsOneErrorLine) {
-  const auto dir = test::temp_dir("e2e_generate_bad_" + std::to_string(::getpid()));
+  const auto dir = test::temp_dir("e2e_generate_bad");
   const std::string model = " --model " + test::llm_gguf();
   // More new tokens than the context holds: a bad flag (ConfigError, 2).
   auto r = run_kd("generate" + model + " --prompt hello -n 9000", dir);
