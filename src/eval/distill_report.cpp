@@ -126,10 +126,10 @@ std::string measured_line(const DistillReport& r) {
   // The CPU is named either way (data preparation runs there); a GPU is named when the models ran on one.
   const std::string on = p.device == "cpu" ? "" : ", the models on " + p.device;
   return strf("Measured %s on %s with %d threads%s; batch-1 latency is the median (and 90th percentile) of %lld "
-              "forward passes over real validation examples after %lld warm-up passes, throughput the median of "
-              "%lld batches of %lld examples.",
+              "forward passes over real validation examples after at least %lld warm-up passes and %.1f s, throughput "
+              "the median of %lld batches of %lld examples.",
               r.date.c_str(), r.cpu.c_str(), r.threads, on.c_str(), static_cast<long long>(p.repeats),
-              static_cast<long long>(p.warmup), static_cast<long long>(p.repeats),
+              static_cast<long long>(p.warmup), p.warmup_seconds, static_cast<long long>(p.repeats),
               static_cast<long long>(p.large_batch));
 }
 

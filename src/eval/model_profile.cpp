@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <numeric>
 #include <vector>
 
@@ -64,6 +65,7 @@ nlohmann::json ModelProfile::to_json() const {
           {"throughput_b64", json_number(throughput_b64)},
           {"large_batch", large_batch},
           {"warmup", warmup},
+          {"warmup_seconds", warmup_seconds},
           {"repeats", repeats},
           {"threads", threads},
           {"device", device}};
@@ -80,6 +82,7 @@ ModelProfile ModelProfile::from_json(const nlohmann::json& j) {
   p.throughput_b64 = number(j, "throughput_b64");
   p.large_batch = j.value("large_batch", int64_t{64});
   p.warmup = j.value("warmup", int64_t{0});
+  p.warmup_seconds = j.value("warmup_seconds", 0.0);
   p.repeats = j.value("repeats", int64_t{0});
   p.threads = j.value("threads", 0);
   p.device = j.value("device", std::string("cpu"));
@@ -102,8 +105,9 @@ ModelProfile profile_model(TextClassifier& model, const std::string& saved_dir, 
                            const SpeedOptions& options) {
   if (sample.size() == 0)
     throw DataError(located(sample.source(), "cannot profile a model on an empty sample"));
-  if (options.warmup < 0 || options.repeats < 1 || options.large_batch < 1)
-    throw ConfigError(located("profile", "needs warmup >= 0, repeats >= 1 and large_batch >= 1"));
+  if (options.warmup < 0 || options.warmup_seconds < 0 || options.repeats < 1 || options.large_batch < 1)
+    throw ConfigError(
+        located("profile", "needs warmup >= 0, warmup_seconds >= 0, repeats >= 1 and large_batch >= 1"));
 
   ModelProfile p;
   torch::nn::Module& module = model.module();
@@ -117,6 +121,7 @@ ModelProfile profile_model(TextClassifier& model, const std::string& saved_dir, 
   p.threads = torch::get_num_threads();
   p.large_batch = options.large_batch;
   p.warmup = options.warmup;
+  p.warmup_seconds = options.warmup_seconds;
   p.repeats = options.repeats;
 
   torch::Device device(torch::kCPU);
@@ -143,29 +148,35 @@ ModelProfile profile_model(TextClassifier& model, const std::string& saved_dir, 
     (void)logits;
     return std::chrono::duration<double, std::milli>(stop - start).count();
   };
-  const int64_t total = options.warmup + options.repeats;
+  // Untimed passes: `pass(r)` for r = 0, 1, ... until both the count and the time are reached.
+  auto warm_up = [&](const std::function<void(int64_t)>& pass) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int64_t r = 0;; ++r) {
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (r >= options.warmup && elapsed >= options.warmup_seconds) break;
+      pass(r);
+    }
+  };
 
   // Batch 1: a different real example each pass, so the median covers typical lengths.
   std::vector<Batch> singles;
-  for (int64_t r = 0; r < total; ++r) singles.push_back(batcher.collate({r % n}).to(device));
+  for (int64_t r = 0; r < options.repeats; ++r) singles.push_back(batcher.collate({r % n}).to(device));
+  warm_up([&](int64_t r) { time_ms(singles[static_cast<size_t>(r % options.repeats)]); });
   std::vector<double> b1;
-  for (int64_t r = 0; r < total; ++r) {
-    const double ms = time_ms(singles[static_cast<size_t>(r)]);
-    if (r >= options.warmup) b1.push_back(ms);
-  }
+  for (const auto& single : singles) b1.push_back(time_ms(single));
   p.latency_ms_b1 = median(b1);
   p.latency_ms_b1_p90 = percentile(b1, 0.9);
 
   // Large batches: consecutive rows of the sample (wrapping around), i.e. unsorted lengths, padded
   // to the longest row as a server batching incoming requests would.
-  std::vector<double> big;
-  for (int64_t r = 0; r < total; ++r) {
+  auto large = [&](int64_t r) {
     std::vector<int64_t> idx(static_cast<size_t>(options.large_batch));
     for (int64_t i = 0; i < options.large_batch; ++i) idx[static_cast<size_t>(i)] = (r * options.large_batch + i) % n;
-    const Batch batch = batcher.collate(idx).to(device);
-    const double ms = time_ms(batch);
-    if (r >= options.warmup) big.push_back(ms);
-  }
+    return batcher.collate(idx).to(device);
+  };
+  warm_up([&](int64_t r) { time_ms(large(r)); });
+  std::vector<double> big;
+  for (int64_t r = 0; r < options.repeats; ++r) big.push_back(time_ms(large(r)));
   const double big_ms = median(big);
   // A pass too fast for the clock has no meaningful rate: NaN, written as null.
   p.throughput_b64 = big_ms > 0 ? static_cast<double>(options.large_batch) * 1000.0 / big_ms : NAN;

@@ -154,8 +154,10 @@ DistillOptions DistillOptions::from(ConfigNode root) {
     throw ConfigError(located(r.where("baseline_epochs"), "must be >= 0 (0 = train.epochs)"));
   o.speed.repeats = r.get<int64_t>("latency_repeats", o.speed.repeats);
   o.speed.warmup = r.get<int64_t>("latency_warmup", o.speed.warmup);
-  if (o.speed.repeats < 1 || o.speed.warmup < 0)
-    throw ConfigError(located(r.where("latency_repeats"), "latency_repeats must be >= 1 and latency_warmup >= 0"));
+  o.speed.warmup_seconds = r.get<double>("latency_warmup_seconds", o.speed.warmup_seconds);
+  if (o.speed.repeats < 1 || o.speed.warmup < 0 || o.speed.warmup_seconds < 0)
+    throw ConfigError(located(r.where("latency_repeats"),
+                              "latency_repeats must be >= 1, latency_warmup and latency_warmup_seconds >= 0"));
   return o;
 }
 

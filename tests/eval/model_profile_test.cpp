@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include <cmath>
 #include <fstream>
 
@@ -79,6 +81,7 @@ TEST(ModelProfileTest, FiguresOfATinyModel) {
   model.module().train();
   SpeedOptions so;
   so.warmup = 1;
+  so.warmup_seconds = 0;  // the count alone
   so.repeats = 7;
   so.large_batch = 8;  // wraps around the 7 examples
   const ModelProfile p = profile_model(model, dir.string(), data, so);
@@ -110,6 +113,26 @@ TEST(ModelProfileTest, RejectsEmptySampleMissingFolderAndBadOptions) {
   SpeedOptions bad;
   bad.repeats = 0;
   EXPECT_THROW(profile_model(model, "", data, bad), ConfigError);
+  SpeedOptions negative;
+  negative.warmup_seconds = -1;
+  EXPECT_THROW(profile_model(model, "", data, negative), ConfigError);
+}
+
+// Warm-up by time: a 1-ms student needs more than a count of passes (see SpeedOptions).
+TEST(ModelProfileTest, WarmUpLastsAtLeastTheSecondsAskedForEachKind) {
+  FakeClassifier model;
+  const TextDataset data = sample({3, 4});
+  SpeedOptions so;
+  so.warmup = 0;
+  so.warmup_seconds = 0.2;
+  so.repeats = 1;
+  so.large_batch = 2;
+  const auto start = std::chrono::steady_clock::now();
+  const ModelProfile p = profile_model(model, "", data, so);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_GE(took, 0.4);  // batch 1, then the large batch
+  EXPECT_DOUBLE_EQ(p.warmup_seconds, 0.2);
+  EXPECT_DOUBLE_EQ(ModelProfile::from_json(p.to_json()).warmup_seconds, 0.2);
 }
 
 TEST(ModelProfileTest, JsonWritesNullForNonFiniteAndReadsBack) {

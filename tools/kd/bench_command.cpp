@@ -84,8 +84,11 @@ class BenchCommand : public Command {
     flags_.add_to(*infer_);
     infer_->add_option("--repeats", speed_.repeats, "timed passes of each kind")->capture_default_str()->check(
         CLI::PositiveNumber);
-    infer_->add_option("--warmup", speed_.warmup, "untimed passes first")->capture_default_str()->check(
+    infer_->add_option("--warmup", speed_.warmup, "untimed passes first (at least)")->capture_default_str()->check(
         CLI::NonNegativeNumber);
+    infer_->add_option("--warmup-seconds", speed_.warmup_seconds, "least time spent in untimed passes")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
     infer_->add_option("--out", out_, "also write the JSON here");
     infer_common_.add_to(*infer_);
   }
@@ -183,6 +186,7 @@ class BenchCommand : public Command {
           {"mean_tokens", p.mean_tokens},
           {"repeats", p.repeats},
           {"warmup", p.warmup},
+          {"warmup_seconds", p.warmup_seconds},
           {"torch", TORCH_VERSION}},
          device, out_);
     return 0;

@@ -16,10 +16,12 @@
 namespace kd {
 
 struct SpeedOptions {
-  // Untimed passes first (allocator, lazy initialisation, caches, thread wake-up). With 3, the first
-  // student measured after the teacher ran ~2x slower at batch 1 than the same architecture measured
-  // next; 20 passes cost a fraction of a second and remove that order effect.
+  // Untimed passes first (allocator, lazy initialisation, caches, thread wake-up): at least `warmup`
+  // passes and at least `warmup_seconds` of them. A count alone is too little for a 1-ms student: with
+  // 20 passes (20 ms) the distilled student measured right after the teacher still ran at 1.27 ms
+  // against 0.86 ms for the identical baseline measured next (main command, 2026-11-29).
   int64_t warmup = 20;
+  double warmup_seconds = 1.0;
   int64_t repeats = 20;      // timed passes; the median is reported
   int64_t large_batch = 64;  // rows per batch for the throughput figure
 };
@@ -35,6 +37,7 @@ struct ModelProfile {
   int threads = 0;                 // torch intra-op threads during the measurement
   int64_t large_batch = 64;
   int64_t warmup = 0, repeats = 0;  // passes of each kind: untimed, then timed
+  double warmup_seconds = 0;        // least time spent in untimed passes of each kind
   std::string device = "cpu";
 
   // Non-finite figures are written as null (JSON has no NaN).
