@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <numeric>
 #include <vector>
 
@@ -101,86 +102,111 @@ int64_t folder_bytes(const std::string& dir) {
   return total;
 }
 
-ModelProfile profile_model(TextClassifier& model, const std::string& saved_dir, const TextDataset& sample,
-                           const SpeedOptions& options) {
+std::vector<ModelProfile> profile_models(const std::vector<ProfileTarget>& targets, const TextDataset& sample,
+                                         const SpeedOptions& options) {
   if (sample.size() == 0)
     throw DataError(located(sample.source(), "cannot profile a model on an empty sample"));
   if (options.warmup < 0 || options.warmup_seconds < 0 || options.repeats < 1 || options.large_batch < 1)
     throw ConfigError(
         located("profile", "needs warmup >= 0, warmup_seconds >= 0, repeats >= 1 and large_batch >= 1"));
-
-  ModelProfile p;
-  torch::nn::Module& module = model.module();
-  for (const auto& t : module.parameters()) p.parameters += t.numel();
-  if (!saved_dir.empty()) p.disk_bytes = folder_bytes(saved_dir);
+  if (targets.empty()) return {};
+  const size_t m = targets.size();
   const int64_t n = static_cast<int64_t>(sample.size());
   double tokens = 0;
   for (const auto& ex : sample.examples()) tokens += static_cast<double>(ex.encoding.size());
-  p.mean_tokens = tokens / static_cast<double>(n);
-  p.flops_per_example = model.flops_per_example(p.mean_tokens);
-  p.threads = torch::get_num_threads();
-  p.large_batch = options.large_batch;
-  p.warmup = options.warmup;
-  p.warmup_seconds = options.warmup_seconds;
-  p.repeats = options.repeats;
 
-  torch::Device device(torch::kCPU);
-  const auto params = module.parameters();
-  if (!params.empty()) device = params.front().device();
-  p.device = device.str();
-
-  ModeGuard mode(module);
-  torch::InferenceMode inference;
+  std::vector<ModelProfile> profiles(m);
+  std::vector<torch::Device> devices;
+  std::vector<std::unique_ptr<ModeGuard>> modes;
+  std::vector<std::unique_ptr<BucketBatcher>> batchers;
   BucketBatcherOptions bo;
   bo.batch_size = options.large_batch;
   bo.shuffle = false;
-  BucketBatcher batcher(sample, bo, model.tokenizer().pad_id());
+  for (size_t i = 0; i < m; ++i) {
+    TextClassifier& model = *targets[i].model;
+    ModelProfile& p = profiles[i];
+    torch::nn::Module& module = model.module();
+    const auto params = module.parameters();
+    for (const auto& t : params) p.parameters += t.numel();
+    if (!targets[i].saved_dir.empty()) p.disk_bytes = folder_bytes(targets[i].saved_dir);
+    p.mean_tokens = tokens / static_cast<double>(n);
+    p.flops_per_example = model.flops_per_example(p.mean_tokens);
+    p.threads = torch::get_num_threads();
+    p.large_batch = options.large_batch;
+    p.warmup = options.warmup;
+    p.warmup_seconds = options.warmup_seconds;
+    p.repeats = options.repeats;
+    devices.push_back(params.empty() ? torch::Device(torch::kCPU) : params.front().device());
+    p.device = devices.back().str();
+    modes.push_back(std::make_unique<ModeGuard>(module));
+    batchers.push_back(std::make_unique<BucketBatcher>(sample, bo, model.tokenizer().pad_id()));
+  }
+  torch::InferenceMode inference;
 
-  // Wall-clock time of one forward pass. Batches are built beforehand so that only the model is
-  // timed; on a GPU the queue is drained, since kernels return before they finish.
-  auto time_ms = [&](const Batch& batch) {
-    const bool cuda = device.is_cuda();
+  // Wall-clock time of one forward pass of model i. Batches are built beforehand so that only the
+  // model is timed; on a GPU the queue is drained, since kernels return before they finish.
+  auto time_ms = [&](size_t i, const Batch& batch) {
+    const bool cuda = devices[i].is_cuda();
     if (cuda) torch::cuda::synchronize();
     const auto start = std::chrono::steady_clock::now();
-    auto logits = model.forward(batch).logits;  // (B, C)
+    auto logits = targets[i].model->forward(batch).logits;  // (B, C)
     if (cuda) torch::cuda::synchronize();
     const auto stop = std::chrono::steady_clock::now();
     (void)logits;
     return std::chrono::duration<double, std::milli>(stop - start).count();
   };
-  // Untimed passes: `pass(r)` for r = 0, 1, ... until both the count and the time are reached.
-  auto warm_up = [&](const std::function<void(int64_t)>& pass) {
+  // Untimed rounds: `one_round(r)` for r = 0, 1, ... until both the count and the time are reached.
+  auto warm_up = [&](const std::function<void(int64_t)>& one_round) {
     const auto start = std::chrono::steady_clock::now();
     for (int64_t r = 0;; ++r) {
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (r >= options.warmup && elapsed >= options.warmup_seconds) break;
-      pass(r);
+      one_round(r);
     }
+  };
+  // The models take turns pass by pass (round r: model 0, 1, ...), so that a change of machine state
+  // during the measurement (clock, caches, a neighbour's load) falls on all of them alike instead of
+  // on whichever model was measured at that moment.
+  auto measure = [&](const std::function<Batch(size_t, int64_t)>& batch_at) {
+    std::vector<std::vector<double>> ms(m);
+    warm_up([&](int64_t r) {
+      for (size_t i = 0; i < m; ++i) time_ms(i, batch_at(i, r % options.repeats));
+    });
+    for (int64_t r = 0; r < options.repeats; ++r)
+      for (size_t i = 0; i < m; ++i) {
+        const Batch batch = batch_at(i, r);
+        ms[i].push_back(time_ms(i, batch));
+      }
+    return ms;
   };
 
   // Batch 1: a different real example each pass, so the median covers typical lengths.
-  std::vector<Batch> singles;
-  for (int64_t r = 0; r < options.repeats; ++r) singles.push_back(batcher.collate({r % n}).to(device));
-  warm_up([&](int64_t r) { time_ms(singles[static_cast<size_t>(r % options.repeats)]); });
-  std::vector<double> b1;
-  for (const auto& single : singles) b1.push_back(time_ms(single));
-  p.latency_ms_b1 = median(b1);
-  p.latency_ms_b1_p90 = percentile(b1, 0.9);
+  std::vector<std::vector<Batch>> singles(m);
+  for (size_t i = 0; i < m; ++i)
+    for (int64_t r = 0; r < options.repeats; ++r) singles[i].push_back(batchers[i]->collate({r % n}).to(devices[i]));
+  const auto b1 = measure([&](size_t i, int64_t r) { return singles[i][static_cast<size_t>(r)]; });
 
   // Large batches: consecutive rows of the sample (wrapping around), i.e. unsorted lengths, padded
   // to the longest row as a server batching incoming requests would.
-  auto large = [&](int64_t r) {
+  const auto big = measure([&](size_t i, int64_t r) {
     std::vector<int64_t> idx(static_cast<size_t>(options.large_batch));
-    for (int64_t i = 0; i < options.large_batch; ++i) idx[static_cast<size_t>(i)] = (r * options.large_batch + i) % n;
-    return batcher.collate(idx).to(device);
-  };
-  warm_up([&](int64_t r) { time_ms(large(r)); });
-  std::vector<double> big;
-  for (int64_t r = 0; r < options.repeats; ++r) big.push_back(time_ms(large(r)));
-  const double big_ms = median(big);
-  // A pass too fast for the clock has no meaningful rate: NaN, written as null.
-  p.throughput_b64 = big_ms > 0 ? static_cast<double>(options.large_batch) * 1000.0 / big_ms : NAN;
-  return p;
+    for (int64_t k = 0; k < options.large_batch; ++k) idx[static_cast<size_t>(k)] = (r * options.large_batch + k) % n;
+    return batchers[i]->collate(idx).to(devices[i]);
+  });
+
+  for (size_t i = 0; i < m; ++i) {
+    profiles[i].latency_ms_b1 = median(b1[i]);
+    profiles[i].latency_ms_b1_p90 = percentile(b1[i], 0.9);
+    const double big_ms = median(big[i]);
+    // A pass too fast for the clock has no meaningful rate: NaN, written as null.
+    profiles[i].throughput_b64 = big_ms > 0 ? static_cast<double>(options.large_batch) * 1000.0 / big_ms : NAN;
+  }
+  return profiles;
+}
+
+ModelProfile profile_model(TextClassifier& model, const std::string& saved_dir, const TextDataset& sample,
+                           const SpeedOptions& options) {
+  return profile_models({{&model, saved_dir}}, sample, options).front();
 }
 
 }  // namespace kd

@@ -314,18 +314,23 @@ DistillSummary DistillPipeline::run() {
   // Speed and size, all measured here, now, on this machine.
   log_info(strf("measuring latency and throughput (%d threads, device %s)", torch::get_num_threads(),
                 o.train.device.str().c_str()));
-  report.teacher.profile = profile_model(*teacher, o.teacher_dir, valid, o.speed);
   auto distilled = load_classifier((run / "student").string());
   distilled->module().to(o.train.device);
   report.distilled.type = distilled->type();
-  report.distilled.profile = profile_model(*distilled, (run / "student").string(), valid, o.speed);
+  std::vector<ProfileTarget> targets = {{teacher.get(), o.teacher_dir}, {distilled.get(), (run / "student").string()}};
+  std::unique_ptr<TextClassifier> baseline;
   if (o.baseline) {
     const fs::path base_dir = run / ("seed-" + std::to_string(o.seeds.front())) / "baseline" / "best";
-    auto baseline = load_classifier(base_dir.string());
+    baseline = load_classifier(base_dir.string());
     baseline->module().to(o.train.device);
     report.baseline.type = baseline->type();
-    report.baseline.profile = profile_model(*baseline, base_dir.string(), valid, o.speed);
+    targets.push_back({baseline.get(), base_dir.string()});
   }
+  // In turns, pass by pass: see profile_models.
+  const auto profiles = profile_models(targets, valid, o.speed);
+  report.teacher.profile = profiles[0];
+  report.distilled.profile = profiles[1];
+  if (o.baseline) report.baseline.profile = profiles[2];
   for (int64_t seed : o.seeds) {
     report.distilled.seeds.push_back(seed);
     if (o.baseline) report.baseline.seeds.push_back(seed);

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-
 #include <cmath>
 #include <fstream>
 
@@ -51,6 +50,20 @@ class FakeClassifier : public TextClassifier {
   TinyNet net_;
   WordPieceTokenizer tokenizer_;
   LabelVocab labels_;
+};
+
+// Writes its name to a shared log at every forward pass, to see the order of passes.
+class LoggingClassifier : public FakeClassifier {
+ public:
+  LoggingClassifier(char name, std::string* log) : name_(name), log_(log) {}
+  ModelOutput forward(const Batch& batch, bool features) override {
+    log_->push_back(name_);
+    return FakeClassifier::forward(batch, features);
+  }
+
+ private:
+  char name_;
+  std::string* log_;
 };
 
 TextDataset sample(const std::vector<int64_t>& lengths) {
@@ -116,6 +129,27 @@ TEST(ModelProfileTest, RejectsEmptySampleMissingFolderAndBadOptions) {
   SpeedOptions negative;
   negative.warmup_seconds = -1;
   EXPECT_THROW(profile_model(model, "", data, negative), ConfigError);
+}
+
+TEST(ModelProfileTest, SeveralModelsAreMeasuredInTurnsPassByPass) {
+  std::string log;
+  LoggingClassifier a('a', &log), b('b', &log);
+  const TextDataset data = sample({3, 5, 8});
+  SpeedOptions so;
+  so.warmup = 2;
+  so.warmup_seconds = 0;
+  so.repeats = 3;
+  so.large_batch = 2;
+  const auto profiles = profile_models({{&a, ""}, {&b, ""}}, data, so);
+  ASSERT_EQ(profiles.size(), 2u);
+  // Batch 1 (2 warm-up + 3 timed rounds), then the large batches likewise: always a, b, a, b, ...
+  EXPECT_EQ(log, "abababababababababab");  // 10 rounds of a then b
+  for (const auto& p : profiles) {
+    EXPECT_EQ(p.parameters, 50);
+    EXPECT_GT(p.latency_ms_b1, 0);
+    EXPECT_GT(p.throughput_b64, 0);
+  }
+  EXPECT_TRUE(profile_models({}, data, so).empty());
 }
 
 // Warm-up by time: a 1-ms student needs more than a count of passes (see SpeedOptions).

@@ -17,9 +17,7 @@ namespace kd {
 
 struct SpeedOptions {
   // Untimed passes first (allocator, lazy initialisation, caches, thread wake-up): at least `warmup`
-  // passes and at least `warmup_seconds` of them. A count alone is too little for a 1-ms student: with
-  // 20 passes (20 ms) the distilled student measured right after the teacher still ran at 1.27 ms
-  // against 0.86 ms for the identical baseline measured next (main command, 2026-11-29).
+  // passes and at least `warmup_seconds` of them, since 20 passes of a 1-ms student are only 20 ms.
   int64_t warmup = 20;
   double warmup_seconds = 1.0;
   int64_t repeats = 20;      // timed passes; the median is reported
@@ -52,6 +50,20 @@ struct ModelProfile {
 // saved_dir does not exist, ConfigError on non-positive options.
 ModelProfile profile_model(TextClassifier& model, const std::string& saved_dir, const TextDataset& sample,
                            const SpeedOptions& options = {});
+
+// One model to measure with profile_models.
+struct ProfileTarget {
+  TextClassifier* model = nullptr;  // not owned
+  std::string saved_dir;            // its folder on disk; "" skips the size
+};
+
+// profile_model for several models on the same sample, measured in turns: each warm-up and timed
+// round runs one pass of every model, in order, so that the machine's drift over the measurement
+// falls on all of them alike rather than on whichever model was being measured. It does not remove
+// the spread between processes: on the 2-vCPU machine of 2026-11-29 the same 1-ms BiLSTM measured
+// 0.77-1.34 ms at batch 1 in separate runs. Returns the profiles in order.
+std::vector<ModelProfile> profile_models(const std::vector<ProfileTarget>& targets, const TextDataset& sample,
+                                         const SpeedOptions& options = {});
 
 // Total size of the regular files under `dir`, recursively (IoError if it is not a folder).
 int64_t folder_bytes(const std::string& dir);
