@@ -1,10 +1,12 @@
 #include "kd/data/augment.h"
 
+#include <algorithm>
 #include <random>
 #include <set>
 
 #include "kd/error.h"
 #include "kd/io/config.h"
+#include "kd/util/fnv1a.h"
 
 namespace kd {
 
@@ -34,8 +36,11 @@ std::vector<Span> words_of(const std::vector<int64_t>& ids, const std::vector<bo
 }  // namespace
 
 std::string AugmentOptions::describe() const {
-  return "copies=" + std::to_string(copies) + " mask=" + short_number(mask_prob) + " ngram=" +
-         short_number(ngram_prob) + " max_ngram=" + std::to_string(max_ngram) + " seed=" + std::to_string(seed);
+  std::string s = "copies=" + std::to_string(copies) + " mask=" + short_number(mask_prob) + " ngram=" +
+                  short_number(ngram_prob) + " max_ngram=" + std::to_string(max_ngram) + " seed=" + std::to_string(seed);
+  // Only when on, so caches made before swapping existed keep their key.
+  if (swap_prob > 0) s += " swap=" + short_number(swap_prob) + " neighbours=" + std::to_string(neighbours);
+  return s;
 }
 
 AugmentOptions AugmentOptions::from(ConfigNode s) {
@@ -44,6 +49,8 @@ AugmentOptions AugmentOptions::from(ConfigNode s) {
   o.mask_prob = s.get<double>("mask_prob", o.mask_prob);
   o.ngram_prob = s.get<double>("ngram_prob", o.ngram_prob);
   o.max_ngram = s.get<int64_t>("max_ngram", o.max_ngram);
+  o.swap_prob = s.get<double>("swap_prob", o.swap_prob);
+  o.neighbours = s.get<int64_t>("neighbours", o.neighbours);
   o.seed = static_cast<uint64_t>(s.get<int64_t>("seed", static_cast<int64_t>(o.seed)));
   if (o.copies < 0 || o.copies > 1000)
     throw ConfigError(located(s.where("copies"), "must be between 0 and 1000, got " + std::to_string(o.copies)));
@@ -52,14 +59,87 @@ AugmentOptions AugmentOptions::from(ConfigNode s) {
   };
   prob("mask_prob", o.mask_prob);
   prob("ngram_prob", o.ngram_prob);
+  prob("swap_prob", o.swap_prob);
   if (o.max_ngram < 1) throw ConfigError(located(s.where("max_ngram"), "must be >= 1 word"));
+  if (o.neighbours < 1 || o.neighbours > 1000)
+    throw ConfigError(located(s.where("neighbours"), "must be between 1 and 1000 words"));
   return o;
 }
 
+std::string WordNeighbours::fingerprint() const {
+  std::vector<int64_t> ids;
+  ids.reserve(of.size());
+  for (const auto& [id, list] : of) ids.push_back(id);
+  std::sort(ids.begin(), ids.end());
+  Fnv1a64 h;
+  for (int64_t id : ids) {
+    const auto& list = of.at(id);
+    const int64_t n = static_cast<int64_t>(list.size());
+    h.update(&id, sizeof id);
+    h.update(&n, sizeof n);
+    h.update(list.data(), list.size() * sizeof(int64_t));
+  }
+  return h.hex();
+}
+
+bool swappable_word(const std::string& token, const std::string& continuation_prefix) {
+  if (token.size() < 2 || (!continuation_prefix.empty() && token.rfind(continuation_prefix, 0) == 0)) return false;
+  return std::all_of(token.begin(), token.end(),
+                     [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); });
+}
+
+WordNeighbours nearest_words(const torch::Tensor& table, const WordPieceTokenizer& tokenizer, const TextDataset& data,
+                             int64_t k) {
+  const int64_t vocab = tokenizer.vocab_size();
+  if (table.dim() != 2 || table.size(0) < vocab)
+    throw Error("nearest_words: the embedding table has " + std::to_string(table.dim() == 2 ? table.size(0) : 0) +
+                " rows for a vocabulary of " + std::to_string(vocab));
+  const std::string& prefix = tokenizer.options().continuation_prefix;
+  std::vector<bool> candidate(static_cast<size_t>(vocab));
+  for (int64_t id = 0; id < vocab; ++id)
+    candidate[static_cast<size_t>(id)] = swappable_word(tokenizer.id_to_token(id), prefix);
+  std::set<int64_t> wanted;  // ordered, so the queries (and their float sums) are the same on every run
+  for (size_t i = 0; i < data.size(); ++i)
+    for (int64_t id : data[i].encoding.ids)
+      if (id >= 0 && id < vocab && candidate[static_cast<size_t>(id)]) wanted.insert(id);
+
+  WordNeighbours out;
+  if (wanted.empty()) return out;
+  torch::NoGradGuard no_grad;
+  const torch::Tensor unit = torch::nn::functional::normalize(
+      table.slice(0, 0, vocab).detach().to(torch::kCPU, torch::kFloat),
+      torch::nn::functional::NormalizeFuncOptions().dim(1));  // (V, H)
+  std::vector<uint8_t> allowed(candidate.begin(), candidate.end());
+  const torch::Tensor blocked =
+      torch::from_blob(allowed.data(), {vocab}, torch::kUInt8).to(torch::kBool).logical_not();  // (V,)
+  const std::vector<int64_t> queries(wanted.begin(), wanted.end());
+  const int64_t take = std::min<int64_t>(k + 1, vocab);  // + 1: the word itself
+  constexpr int64_t kChunk = 1024;  // rows of (chunk, V) similarities at a time: 125 MB for 30k words
+  for (size_t start = 0; start < queries.size(); start += kChunk) {
+    const size_t end = std::min(queries.size(), start + kChunk);
+    const torch::Tensor q = torch::tensor(std::vector<int64_t>(queries.begin() + static_cast<long>(start),
+                                                               queries.begin() + static_cast<long>(end)));
+    torch::Tensor sim = unit.index_select(0, q).matmul(unit.t());  // (n, V)
+    sim.masked_fill_(blocked, -2.0);                               // cosine >= -1: never chosen
+    sim.scatter_(1, q.unsqueeze(1), -2.0);                         // nor the word itself
+    const torch::Tensor top = std::get<1>(sim.topk(take - 1, 1)).contiguous();  // (n, k)
+    const torch::Tensor score = sim.gather(1, top);                               // (n, k)
+    for (int64_t r = 0; r < q.size(0); ++r) {
+      std::vector<int64_t>& list = out.of[q[r].item<int64_t>()];
+      for (int64_t c = 0; c < top.size(1); ++c)
+        if (score[r][c].item<float>() > -2.0f) list.push_back(top[r][c].item<int64_t>());
+    }
+  }
+  return out;
+}
+
 std::vector<TextExample> augment_examples(const TextDataset& data, const WordPieceTokenizer& tokenizer,
-                                          const AugmentOptions& options, int64_t row_base) {
+                                          const AugmentOptions& options, int64_t row_base,
+                                          const WordNeighbours* neighbours) {
   std::vector<TextExample> out;
   if (!options.enabled() || data.size() == 0) return out;
+  if (options.swaps() && neighbours == nullptr)
+    throw Error("augment_examples: swap_prob > 0 needs the teacher's word neighbours");
   std::vector<bool> continuation(static_cast<size_t>(tokenizer.vocab_size()));
   const std::string& prefix = tokenizer.options().continuation_prefix;
   for (size_t id = 0; id < continuation.size(); ++id)
@@ -103,6 +183,15 @@ std::vector<TextExample> augment_examples(const TextDataset& data, const WordPie
             copy.ids.push_back(mask_id);
             copy.type_ids.push_back(static_cast<int64_t>(s));
             continue;
+          }
+          // Drawn only when swapping is on, so copies made without it stay as they were.
+          if (options.swaps() && words[w].end - words[w].begin == 1 && unit(rng) < options.swap_prob) {
+            const auto it = neighbours->of.find(seg[words[w].begin]);
+            if (it != neighbours->of.end() && !it->second.empty()) {
+              copy.ids.push_back(it->second[uniform_below(rng, it->second.size())]);
+              copy.type_ids.push_back(static_cast<int64_t>(s));
+              continue;
+            }
           }
           for (size_t t = words[w].begin; t < words[w].end; ++t) {
             copy.ids.push_back(seg[t]);

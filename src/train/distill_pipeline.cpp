@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <optional>
 
 #include "kd/error.h"
 #include "kd/eval/distill_report.h"
@@ -194,9 +195,22 @@ DistillSummary DistillPipeline::run() {
     log_info(strf("%zu unlabelled rows added from %s", extra->size(), o.unlabelled.c_str()));
   }
   std::unique_ptr<TextDataset> augmented;
+  std::string augment_key = o.augment.describe();  // the augmented cache's key: how its copies were made
   if (o.augment.enabled() && o.loss.alpha > 0) {
+    std::optional<WordNeighbours> neighbours;
+    if (o.augment.swaps()) {
+      const torch::Tensor table = teacher->word_embeddings();  // (V, H)
+      if (!table.defined())
+        throw ConfigError("distill.augment.swap_prob: the teacher in " + o.teacher_dir +
+                          " has no word embedding table to find neighbours in; set swap_prob: 0");
+      neighbours = nearest_words(table, teacher->tokenizer(), train_rows, o.augment.neighbours);
+      augment_key += " table=" + neighbours->fingerprint();
+      log_info(strf("%zu words of the training rows have swap candidates", neighbours->of.size()));
+    }
     augmented = std::make_unique<TextDataset>(
-        augment_examples(train_rows, teacher->tokenizer(), o.augment, kAugmentedRowBase), o.data.train + " (augmented)");
+        augment_examples(train_rows, teacher->tokenizer(), o.augment, kAugmentedRowBase,
+                         neighbours ? &*neighbours : nullptr),
+        o.data.train + " (augmented)");
     all.insert(all.end(), augmented->examples().begin(), augmented->examples().end());
     log_info(strf("%zu augmented copies of the training rows added (%s)", augmented->size(),
                   o.augment.describe().c_str()));
@@ -236,7 +250,7 @@ DistillSummary DistillPipeline::run() {
       }
       if (augmented)
         routed->add(kAugmentedRowBase, cached_knowledge(o, (folder / "augmented.safetensors").string(), o.data.train,
-                                                        o.data.table, *teacher, *augmented, o.augment.describe()));
+                                                        o.data.table, *teacher, *augmented, augment_key));
       knowledge = std::move(routed);
     } else {
       knowledge = std::make_unique<LiveTeacher>(*teacher);

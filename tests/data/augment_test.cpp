@@ -110,12 +110,69 @@ TEST(AugmentTest, ZeroCopiesAndPairsAreHandled) {
   EXPECT_EQ(out[0].encoding.type_ids, (std::vector<int64_t>{0, 0, 0, 0, 0, 1, 1, 1}));
 }
 
+// Directions chosen so the nearest words are clear: dog is nearest cat, mat nearest dog, and so on.
+// "##s" and [MASK] point exactly where cat does, to show that they are never candidates.
+torch::Tensor toy_table() {
+  std::vector<float> v = {
+      0, 0, 1,   0, 0, 1,     0, 0, 1,  0, 0, 1,   0, 1, 0,    // [PAD] [UNK] [CLS] [SEP] [MASK]
+      1, 0, 0,   0, 1, 0,     0, 0, 1,  1, 0.1, 0, 0, 0.5, 0.5, // the cat sat on mat
+      0, 0.9, 0.1, 0, 1, 0,   0, 1, 0,  0, 1, 0};              // dog ##s . a
+  return torch::tensor(v).reshape({14, 3});
+}
+
+TEST(AugmentTest, SwappableWordsAreWholeWordsOfLetters) {
+  EXPECT_TRUE(swappable_word("cat", "##"));
+  EXPECT_TRUE(swappable_word("Oil", "##"));
+  for (const char* no : {"a", "##s", "[CLS]", "[unused0]", "1999", "u.s", "café", ".."})
+    EXPECT_FALSE(swappable_word(no, "##")) << no;
+}
+
+TEST(AugmentTest, NearestWordsAreByCosineAndSkipTheWordItselfPiecesAndSpecials) {
+  const auto tok = tiny_tokenizer();
+  const auto ds = dataset(tok, kTexts);
+  const WordNeighbours n = nearest_words(toy_table(), tok, ds, 2);
+  EXPECT_EQ(n.of.size(), 6u);  // the cat sat on mat dog: "a", "." and "##s" are not words to swap
+  EXPECT_EQ(n.of.at(6), (std::vector<int64_t>{10, 9}));   // cat: dog, mat (not ##s or [MASK])
+  EXPECT_EQ(n.of.at(10), (std::vector<int64_t>{6, 9}));   // dog: cat, mat
+  EXPECT_EQ(n.of.at(7), (std::vector<int64_t>{9, 10}));   // sat: mat, dog
+  EXPECT_EQ(n.of.at(5).front(), 8);                       // the: on
+  EXPECT_EQ(n.fingerprint(), nearest_words(toy_table(), tok, ds, 2).fingerprint());
+  EXPECT_NE(n.fingerprint(), nearest_words(toy_table(), tok, ds, 1).fingerprint());
+  EXPECT_THROW(nearest_words(torch::zeros({5, 3}), tok, ds, 2), Error);  // fewer rows than the vocabulary
+}
+
+TEST(AugmentTest, SwappingReplacesOneTokenWordsWithANeighbour) {
+  const auto tok = tiny_tokenizer();
+  const auto ds = dataset(tok, kTexts);
+  const WordNeighbours n = nearest_words(toy_table(), tok, ds, 1);
+  AugmentOptions o = options(1, 0.0, 0.0);
+  o.swap_prob = 1.0;
+  o.neighbours = 1;
+  const auto out = augment_examples(ds, tok, o, 0, &n);
+  ASSERT_EQ(out.size(), 3u);
+  // the cats sat on the mat . -> on cats mat the on dog . ("cats" is two pieces: kept; "." is kept)
+  EXPECT_EQ(out[0].encoding.ids, (std::vector<int64_t>{2, 8, 6, 11, 9, 5, 8, 10, 12, 3}));
+  EXPECT_EQ(out[1].encoding.ids, (std::vector<int64_t>{2, 13, 6, 9, 3}));  // a dog sat -> a cat mat
+  EXPECT_THROW(augment_examples(ds, tok, o, 0), Error);                    // swapping needs neighbours
+
+  // With swap_prob 0 the copies are those made without neighbours: the draws are not consumed.
+  const auto plain = augment_examples(ds, tok, options(6, 0.2, 0.3), 0);
+  AugmentOptions off = options(6, 0.2, 0.3);
+  off.neighbours = 1;
+  const auto with = augment_examples(ds, tok, off, 0, &n);
+  ASSERT_EQ(plain.size(), with.size());
+  for (size_t i = 0; i < plain.size(); ++i) EXPECT_EQ(plain[i].encoding.ids, with[i].encoding.ids);
+}
+
 TEST(AugmentTest, ConfigIsValidatedAndDescribed) {
   auto cfg = Config::from_string("augment: {copies: 4, mask_prob: 0.15}\n", "a.yaml");
   const auto o = AugmentOptions::from(cfg.root().child("augment"));
   EXPECT_EQ(o.describe(), "copies=4 mask=0.15 ngram=0.25 max_ngram=5 seed=7");
+  auto swap = Config::from_string("augment: {copies: 4, swap_prob: 0.3, neighbours: 10}\n", "a.yaml");
+  EXPECT_EQ(AugmentOptions::from(swap.root().child("augment")).describe(),
+            "copies=4 mask=0.1 ngram=0.25 max_ngram=5 seed=7 swap=0.3 neighbours=10");
   for (const char* bad : {"augment: {copies: -1}", "augment: {mask_prob: 1.5}", "augment: {ngram_prob: -0.1}",
-                          "augment: {max_ngram: 0}"}) {
+                          "augment: {max_ngram: 0}", "augment: {swap_prob: 2}", "augment: {neighbours: 0}"}) {
     auto c = Config::from_string(bad, "a.yaml");
     EXPECT_THROW(AugmentOptions::from(c.root().child("augment")), ConfigError) << bad;
   }

@@ -147,6 +147,33 @@ TEST_F(DistillE2ETest, EvalAndPredictLoadTheStudent) {
   EXPECT_EQ(count_lines(r.out), 4u) << "a teacher folder predicts too";
 }
 
+// Augmented copies with word swaps: cached beside the training rows under a key naming the swaps and
+// the neighbour lists, reused on --resume, and counted in the report's settings.
+TEST(DistillE2EAugmentTest, SwappedCopiesAreCachedKeyedAndReused) {
+  const auto dir = test::temp_dir("e2e_distill_augment");
+  write_setup(dir);
+  const std::string args =
+      "distill --config distill.yaml --set report.seeds=[1] --set report.baseline=false --set train.epochs=1 "
+      "--set distill.augment.copies=2 --set distill.augment.swap_prob=0.5 --set distill.augment.neighbours=4";
+  auto r = run_kd(args, dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("have swap candidates"), std::string::npos) << r.err;
+  ASSERT_TRUE(fs::exists(dir / "run/knowledge/augmented.safetensors"));
+  const auto settings = read_json((dir / "run/report.json").string()).at("settings");
+  EXPECT_GT(settings.at("augmented_rows").get<int64_t>(), 160) << settings.dump();
+  EXPECT_NE(settings.at("augment").get<std::string>().find("swap=0.5 neighbours=4"), std::string::npos);
+  const auto cache = read_file((dir / "run/knowledge/augmented.safetensors").string());
+  EXPECT_NE(cache.find("swap=0.5 neighbours=4 table="), std::string::npos) << "the key names the neighbour lists";
+
+  fs::remove(dir / "run/report.json");
+  r = run_kd(args + " --resume", dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("using the cached teacher knowledge in run/knowledge/augmented.safetensors"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(read_file((dir / "run/knowledge/augmented.safetensors").string()), cache);
+}
+
 // Each bad input: non-zero exit, exactly one error line naming the problem, and no report written.
 TEST(DistillE2EBadInputTest, EachCaseIsOneLineErrorAndNoReport) {
   const auto dir = test::temp_dir("e2e_distill_bad");
@@ -167,6 +194,7 @@ TEST(DistillE2EBadInputTest, EachCaseIsOneLineErrorAndNoReport) {
       {"--set student.type=transformer", "student.type"},
       {"--set data.train=bad_labels.tsv", "bad_labels.tsv"},
       {"--set teacher=missing_teacher", "missing_teacher"},
+      {"--set distill.augment.copies=2 --set distill.augment.swap_prob=1.5", "distill.augment.swap_prob"},
   };
   for (const auto& c : cases) {
     fs::remove_all(dir / "run");
