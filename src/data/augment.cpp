@@ -123,11 +123,13 @@ WordNeighbours nearest_words(const torch::Tensor& table, const WordPieceTokenize
     sim.masked_fill_(blocked, -2.0);                               // cosine >= -1: never chosen
     sim.scatter_(1, q.unsqueeze(1), -2.0);                         // nor the word itself
     const torch::Tensor top = std::get<1>(sim.topk(take - 1, 1)).contiguous();  // (n, k)
-    const torch::Tensor score = sim.gather(1, top);                               // (n, k)
-    for (int64_t r = 0; r < q.size(0); ++r) {
-      std::vector<int64_t>& list = out.of[q[r].item<int64_t>()];
-      for (int64_t c = 0; c < top.size(1); ++c)
-        if (score[r][c].item<float>() > -2.0f) list.push_back(top[r][c].item<int64_t>());
+    const torch::Tensor score = sim.gather(1, top).contiguous();                  // (n, k)
+    const auto ids = top.accessor<int64_t, 2>();
+    const auto scores = score.accessor<float, 2>();
+    for (int64_t r = 0; r < ids.size(0); ++r) {
+      std::vector<int64_t>& list = out.of[queries[start + static_cast<size_t>(r)]];
+      for (int64_t c = 0; c < ids.size(1); ++c)
+        if (scores[r][c] > -2.0f) list.push_back(ids[r][c]);  // fewer candidates than k: the rest were blocked
     }
   }
   return out;

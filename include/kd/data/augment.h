@@ -14,8 +14,9 @@
 //   n-gram sampling:  with probability ngram_prob the copy is cut to one random span of n words,
 //                     n uniform in [1, max_ngram].
 // Copies identical to their source, or to a copy already made, are dropped. The copies carry no label
-// (-1): only the teacher's soft labels train on them. Deterministic: the same options, seed and rows give
-// the same copies on every machine (the generator is std::mt19937_64, whose output the standard fixes).
+// (-1): only the teacher's soft labels train on them. Deterministic: the same options, seed, rows (and,
+// with swaps, neighbour lists) give the same copies on every machine (the generator is std::mt19937_64,
+// whose output the standard fixes).
 #pragma once
 
 #include <cstdint>
