@@ -95,9 +95,9 @@ WordNeighbours nearest_words(const torch::Tensor& table, const WordPieceTokenize
     throw Error("nearest_words: the embedding table has " + std::to_string(table.dim() == 2 ? table.size(0) : 0) +
                 " rows for a vocabulary of " + std::to_string(vocab));
   const std::string& prefix = tokenizer.options().continuation_prefix;
-  std::vector<bool> candidate(static_cast<size_t>(vocab));
+  std::vector<uint8_t> candidate(static_cast<size_t>(vocab));  // bytes: also the mask tensor's storage
   for (int64_t id = 0; id < vocab; ++id)
-    candidate[static_cast<size_t>(id)] = swappable_word(tokenizer.id_to_token(id), prefix);
+    candidate[static_cast<size_t>(id)] = swappable_word(tokenizer.id_to_token(id), prefix) ? 1 : 0;
   std::set<int64_t> wanted;  // ordered, so the queries (and their float sums) are the same on every run
   for (size_t i = 0; i < data.size(); ++i)
     for (int64_t id : data[i].encoding.ids)
@@ -109,9 +109,8 @@ WordNeighbours nearest_words(const torch::Tensor& table, const WordPieceTokenize
   const torch::Tensor unit = torch::nn::functional::normalize(
       table.slice(0, 0, vocab).detach().to(torch::kCPU, torch::kFloat),
       torch::nn::functional::NormalizeFuncOptions().dim(1));  // (V, H)
-  std::vector<uint8_t> allowed(candidate.begin(), candidate.end());
   const torch::Tensor blocked =
-      torch::from_blob(allowed.data(), {vocab}, torch::kUInt8).to(torch::kBool).logical_not();  // (V,)
+      torch::from_blob(candidate.data(), {vocab}, torch::kUInt8).eq(0);  // (V,) a new tensor, not a view
   const std::vector<int64_t> queries(wanted.begin(), wanted.end());
   const int64_t take = std::min<int64_t>(k + 1, vocab);  // + 1: the word itself
   constexpr int64_t kChunk = 1024;  // rows of (chunk, V) similarities at a time: 125 MB for 30k words
