@@ -1,24 +1,48 @@
 #include "kd/data/data_config.h"
 
-#include "kd/data/text_dataset.h"
+#include <filesystem>
+
+#include "kd/util/log.h"
+
+namespace fs = std::filesystem;
 
 namespace kd {
+
+namespace {
+
+// Two names of one file: the same path once made absolute and normal (no need for the file to exist).
+bool same_file(const std::string& a, const std::string& b) {
+  std::error_code ec;
+  if (fs::exists(a, ec) && fs::exists(b, ec)) return fs::equivalent(a, b, ec);
+  return fs::absolute(a).lexically_normal() == fs::absolute(b).lexically_normal();
+}
+
+}  // namespace
 
 DataConfig DataConfig::from(ConfigNode s) {
   DataConfig c;
   c.train = s.require<std::string>("train");
   c.valid = s.get<std::string>("valid", "");
+  c.test = s.get<std::string>("test", "");
   c.table.format = parse_table_format(s.get<std::string>("format", "auto"));
   c.table.header = s.get<bool>("header", true);
   c.table.text_columns = s.get_list("text", {"sentence"});
   if (c.table.text_columns.empty() || c.table.text_columns.size() > 2)
     throw ConfigError(located(s.where("text"), "expected one text column, or two for sentence pairs"));
   c.table.label_column = s.get<std::string>("label", "label");
-  c.valid_fraction = s.get<double>("valid_fraction", 0.1);
-  if (c.valid.empty() && !(c.valid_fraction > 0 && c.valid_fraction < 1))
-    throw ConfigError(located(s.where("valid_fraction"), "must be in (0, 1) when no valid file is given"));
-  c.split_seed = static_cast<uint64_t>(s.get<int64_t>("split_seed", 13));
+  c.holdout.fraction = s.get<double>("valid_fraction", c.holdout.fraction);
+  c.holdout.max_rows = s.get<int64_t>("valid_max_rows", c.holdout.max_rows);
+  c.holdout.seed = static_cast<uint64_t>(s.get<int64_t>("split_seed", static_cast<int64_t>(c.holdout.seed)));
+  c.holdout.fraction_where = s.where("valid_fraction");
+  c.holdout.max_rows_where = s.where("valid_max_rows");
+  if (c.valid.empty()) (void)holdout_size(1000, c.holdout);  // range errors now, before any data is read
   return c;
+}
+
+std::string DataConfig::selection() const {
+  if (!valid.empty()) return "file " + valid;
+  return strf("slice fraction=%s max_rows=%lld seed=%llu", short_number(holdout.fraction).c_str(),
+              static_cast<long long>(holdout.max_rows), static_cast<unsigned long long>(holdout.seed));
 }
 
 DataSplits read_splits(const DataConfig& c) {
@@ -26,14 +50,43 @@ DataSplits read_splits(const DataConfig& c) {
   auto rows = read_table(c.train, c.table);
   d.train_source = c.train;
   if (c.valid.empty()) {
-    std::tie(d.train, d.valid) = split_rows(rows, c.valid_fraction, c.split_seed);
-    d.valid_source = c.train + " (valid split)";
+    std::tie(d.train, d.valid) = hold_out(rows, c.holdout);
+    for (const auto& r : d.valid) d.holdout_rows.push_back(r.row);
+    d.valid_source = strf("%s (validation slice: %zu rows, seed %llu)", c.train.c_str(), d.valid.size(),
+                          static_cast<unsigned long long>(c.holdout.seed));
   } else {
     d.train = std::move(rows);
     d.valid = read_table(c.valid, c.table);
     d.valid_source = c.valid;
+    if (same_file(c.valid, c.train))
+      d.warnings.push_back("data.valid is the training file " + c.train + ": checkpoints are chosen on rows trained on");
+  }
+  if (c.test.empty()) {
+    d.warnings.push_back("selection on the reported set: no data.test, so the figures are measured on the rows that "
+                         "chose the checkpoints (" + d.valid_source + ")");
+  } else {
+    d.test = read_table(c.test, c.table);
+    d.test_source = c.test;
+    if (!c.valid.empty() && same_file(c.test, c.valid))
+      d.warnings.push_back("selection on the reported set: data.test and data.valid are the same file (" + c.test + ")");
+    if (same_file(c.test, c.train))
+      d.warnings.push_back("data.test is the training file " + c.train + ": the figures are on rows trained on");
   }
   return d;
+}
+
+nlohmann::json DataSplits::to_json() const {
+  nlohmann::json j = {{"train", train_source},
+                      {"train_rows", train.size()},
+                      {"valid", valid_source},
+                      {"valid_rows", valid.size()},
+                      {"reported", reported_source()},
+                      {"reported_rows", reported().size()},
+                      {"warnings", warnings}};
+  if (!holdout_rows.empty()) {
+    j["holdout_row_ids"] = holdout_rows;  // 0-based data rows of the training file, never trained on
+  }
+  return j;
 }
 
 }  // namespace kd

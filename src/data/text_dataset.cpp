@@ -79,31 +79,4 @@ TextDataset::TextDataset(const std::vector<TextRow>& rows, const WordPieceTokeni
     if (e) std::rethrow_exception(e);
 }
 
-std::pair<std::vector<TextRow>, std::vector<TextRow>> split_rows(const std::vector<TextRow>& rows,
-                                                                  double valid_fraction, uint64_t seed) {
-  if (!(valid_fraction > 0.0 && valid_fraction < 1.0))
-    throw ConfigError(located("valid_fraction", "must be in (0, 1), got " + std::to_string(valid_fraction)));
-  const size_t n = rows.size();
-  if (n < 2)
-    throw DataError(located("split", "cannot split " + std::to_string(n) + " row(s) into train and valid",
-                            "need at least 2 rows"));
-  size_t n_valid = static_cast<size_t>(std::llround(valid_fraction * static_cast<double>(n)));
-  n_valid = std::clamp<size_t>(n_valid, 1, n - 1);
-
-  std::vector<size_t> order(n);
-  for (size_t i = 0; i < n; ++i) order[i] = i;
-  std::mt19937_64 rng(seed);
-  seeded_shuffle(order, rng);
-
-  // Both sides keep file order: easier to read, and the batcher shuffles the training side anyway.
-  std::vector<char> is_valid(n, 0);
-  for (size_t k = 0; k < n_valid; ++k) is_valid[order[k]] = 1;
-  std::pair<std::vector<TextRow>, std::vector<TextRow>> out;
-  out.first.reserve(n - n_valid);
-  out.second.reserve(n_valid);
-  // Rows keep their `row` and `line`, so errors and cached knowledge still point at the source file.
-  for (size_t i = 0; i < n; ++i) (is_valid[i] ? out.second : out.first).push_back(rows[i]);
-  return out;
-}
-
 }  // namespace kd

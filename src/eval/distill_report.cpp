@@ -36,6 +36,24 @@ std::string pct(double v) { return std::isfinite(v) ? strf("%.2f%%", 100 * v) : 
 
 std::string times(double v) { return std::isfinite(v) ? strf("%.1f×", v) : kNone; }
 
+std::string times_with_interval(const RatioEstimate& e) {
+  if (!std::isfinite(e.median)) return kNone;
+  if (!std::isfinite(e.low) || !std::isfinite(e.high)) return times(e.median);
+  return strf("%.1f× (%.1f–%.1f)", e.median, e.low, e.high);
+}
+
+// Teacher time / student time, round by round (paired_ratio); for profiles without rounds, the ratio
+// of the medians. batch1: latency at batch 1, else time of a large batch (the throughput ratio).
+RatioEstimate speed_ratio(const ModelProfile& teacher, const ModelProfile& student, bool batch1) {
+  const auto& tn = batch1 ? teacher.b1_ms : teacher.b64_ms;
+  const auto& sd = batch1 ? student.b1_ms : student.b64_ms;
+  if (!tn.empty() && tn.size() == sd.size()) return paired_ratio(tn, sd);
+  RatioEstimate e;
+  e.median = batch1 ? ratio(teacher.latency_ms_b1, student.latency_ms_b1)
+                    : ratio(student.throughput_b64, teacher.throughput_b64);
+  return e;
+}
+
 std::string si(double v, const char* unit) {
   if (!std::isfinite(v) || v <= 0) return kNone;
   if (v >= 1e9) return strf("%.2f G%s", v / 1e9, unit);
@@ -68,8 +86,10 @@ std::vector<Row> comparison_rows(const DistillReport& r) {
     rows.push_back({label, cell(r.teacher, true), cell(r.distilled, false), cell(r.baseline, false)});
   };
   per_model("architecture", [](const ReportModel& m, bool) { return m.type.empty() ? kNone : m.type; });
-  per_model("validation accuracy", [](const ReportModel& m, bool) { return spread(m.accuracy); });
-  per_model("validation macro-F1", [](const ReportModel& m, bool) { return spread(m.macro_f1); });
+  per_model("test accuracy", [](const ReportModel& m, bool) { return spread(m.accuracy); });
+  per_model("test macro-F1", [](const ReportModel& m, bool) { return spread(m.macro_f1); });
+  per_model("validation accuracy (chose the checkpoint)",
+            [](const ReportModel& m, bool) { return spread(m.valid_accuracy); });
   per_model("retention (accuracy / teacher's)", [&](const ReportModel& m, bool is_teacher) {
     return is_teacher ? std::string("—") : pct(ratio(m.accuracy_mean(), teacher_acc));
   });
@@ -92,8 +112,13 @@ std::vector<Row> comparison_rows(const DistillReport& r) {
       return is_teacher ? std::string("—") : times(figure(m.profile));
     });
   };
-  vs_teacher("speed-up at batch 1", [&](const ModelProfile& s) { return ratio(t.latency_ms_b1, s.latency_ms_b1); });
-  vs_teacher("throughput ratio, batch 64", [&](const ModelProfile& s) { return ratio(s.throughput_b64, t.throughput_b64); });
+  auto vs_teacher_speed = [&](const std::string& label, bool batch1) {
+    per_model(label, [&](const ReportModel& m, bool is_teacher) {
+      return is_teacher ? std::string("—") : times_with_interval(speed_ratio(t, m.profile, batch1));
+    });
+  };
+  vs_teacher_speed("speed-up at batch 1 (95% interval)", true);
+  vs_teacher_speed("throughput ratio, batch 64 (95% interval)", false);
   vs_teacher("compression on disk", [&](const ModelProfile& s) {
     return ratio(static_cast<double>(t.disk_bytes), static_cast<double>(s.disk_bytes));
   });
@@ -126,8 +151,10 @@ std::string measured_line(const DistillReport& r) {
   // The CPU is named either way (data preparation runs there); a GPU is named when the models ran on one.
   const std::string on = p.device == "cpu" ? "" : ", the models on " + p.device;
   return strf("Measured %s on %s with %d threads%s; batch-1 latency is the median (and 90th percentile) of %lld "
-              "forward passes over real validation examples after at least %lld warm-up passes and %.1f s, throughput "
-              "the median of %lld batches of %lld examples.",
+              "forward passes over real test examples after at least %lld warm-up passes and %.1f s, throughput "
+              "the median of %lld batches of %lld examples; the models took turns pass by pass, and a speed-up is the "
+              "median of the per-round ratios with a 95%% bootstrap interval over rounds (within this process: a "
+              "separate run may differ by more).",
               r.date.c_str(), r.cpu.c_str(), r.threads, on.c_str(), static_cast<long long>(p.repeats),
               static_cast<long long>(p.warmup), p.warmup_seconds, static_cast<long long>(p.repeats),
               static_cast<long long>(p.large_batch));
@@ -163,7 +190,7 @@ nlohmann::json ReportModel::to_json() const {
     hist.push_back(records);
   }
   return finite({{"name", name}, {"type", type}, {"seeds", seeds}, {"accuracy", accuracy},
-                 {"macro_f1", macro_f1}, {"accuracy_mean", accuracy_mean()}, {"accuracy_std", accuracy_std()},
+                 {"macro_f1", macro_f1}, {"valid_accuracy", valid_accuracy}, {"accuracy_mean", accuracy_mean()}, {"accuracy_std", accuracy_std()},
                  {"macro_f1_mean", macro_f1_mean()}, {"macro_f1_std", macro_f1_std()},
                  {"profile", profile.to_json()}, {"histories", hist}});
 }
@@ -176,8 +203,8 @@ nlohmann::json ReportFigures::to_json() const {
                    {"baseline_std", baseline_std},
                    {"noise", gain_noise},
                    {"beyond_noise", gain_beyond_noise ? nlohmann::json(*gain_beyond_noise) : nlohmann::json()}}},
-                 {"speedup_b1", {{"distilled", speedup_b1}, {"baseline", baseline_speedup_b1}}},
-                 {"throughput_ratio_b64", throughput_ratio_b64},
+                 {"speedup_b1", {{"distilled", speedup_b1.to_json()}, {"baseline", baseline_speedup_b1.to_json()}}},
+                 {"throughput_ratio_b64", throughput_ratio_b64.to_json()},
                  {"compression_disk", compression_disk},
                  {"compression_params", compression_params},
                  {"flops_ratio", flops_ratio}});
@@ -196,9 +223,9 @@ ReportFigures DistillReport::figures() const {
     f.gain_noise = 2 * std::max(f.distilled_std, f.baseline_std);
     f.gain_beyond_noise = f.gain > f.gain_noise;
   }
-  f.speedup_b1 = ratio(t.latency_ms_b1, s.latency_ms_b1);
-  f.baseline_speedup_b1 = ratio(t.latency_ms_b1, baseline.profile.latency_ms_b1);
-  f.throughput_ratio_b64 = ratio(s.throughput_b64, t.throughput_b64);
+  f.speedup_b1 = speed_ratio(t, s, true);
+  f.baseline_speedup_b1 = speed_ratio(t, baseline.profile, true);
+  f.throughput_ratio_b64 = speed_ratio(t, s, false);
   f.compression_disk = ratio(static_cast<double>(t.disk_bytes), static_cast<double>(s.disk_bytes));
   f.compression_params = ratio(static_cast<double>(t.parameters), static_cast<double>(s.parameters));
   f.flops_ratio = ratio(t.flops_per_example, s.flops_per_example);
@@ -206,31 +233,79 @@ ReportFigures DistillReport::figures() const {
 }
 
 nlohmann::json DistillReport::to_json() const {
-  return finite({{"dataset", dataset}, {"valid_file", valid_file}, {"cpu", cpu}, {"date", date},
-                 {"threads", threads}, {"settings", settings}, {"teacher", teacher.to_json()},
-                 {"distilled", distilled.to_json()}, {"baseline", baseline.to_json()},
-                 {"figures", figures().to_json()}});
+  nlohmann::json results = nlohmann::json::array();
+  for (const auto& r : target_results()) results.push_back(r.to_json());
+  return finite({{"dataset", dataset}, {"valid_file", valid_file}, {"test_file", test_file}, {"data", data},
+                 {"warnings", warnings}, {"cpu", cpu}, {"date", date}, {"threads", threads}, {"settings", settings},
+                 {"teacher", teacher.to_json()}, {"distilled", distilled.to_json()}, {"baseline", baseline.to_json()},
+                 {"figures", figures().to_json()}, {"declared_targets", targets_to_json(targets)},
+                 {"targets", results}});
+}
+
+const std::vector<TargetSpec>& distill_target_specs() {
+  static const std::vector<TargetSpec> specs = {
+      {"retention", "distilled student's test accuracy / the teacher's", TargetSense::kAtLeast},
+      {"speedup_b1", "distilled student's speed-up over the teacher at batch 1", TargetSense::kAtLeast},
+      {"throughput_ratio_b64", "distilled student's throughput / the teacher's at batch 64", TargetSense::kAtLeast},
+      {"size_ratio", "teacher's checkpoint bytes / the student's", TargetSense::kAtLeast},
+      {"params_ratio", "teacher's parameters / the student's", TargetSense::kAtLeast},
+      {"flops_ratio", "teacher's FLOPs per example / the student's", TargetSense::kAtLeast},
+      {"gain_beyond_noise", "distilled student beats the baseline by more than 2 × the larger seed std",
+       TargetSense::kRequired},
+  };
+  return specs;
+}
+
+std::vector<TargetResult> DistillReport::target_results() const {
+  const ReportFigures f = figures();
+  auto interval = [](const RatioEstimate& e) {
+    Measurement m;
+    m.value = e.median;
+    m.low = e.low;
+    m.high = e.high;
+    return m;
+  };
+  return evaluate_targets(targets, distill_target_specs(), [&](const std::string& key) {
+    Measurement m;
+    if (key == "retention") m.value = f.retention_distilled;
+    if (key == "speedup_b1") m = interval(f.speedup_b1);
+    if (key == "throughput_ratio_b64") m = interval(f.throughput_ratio_b64);
+    if (key == "size_ratio") m.value = f.compression_disk;
+    if (key == "params_ratio") m.value = f.compression_params;
+    if (key == "flops_ratio") m.value = f.flops_ratio;
+    if (key == "gain_beyond_noise" && f.gain_beyond_noise) {
+      m.value = *f.gain_beyond_noise ? 1 : 0;
+      m.detail = strf("gain %+.2f points vs noise %.2f", 100 * f.gain, 100 * f.gain_noise);
+    }
+    return m;
+  });
 }
 
 std::string DistillReport::to_markdown() const {
   std::ostringstream out;
   out << "# Distillation report: " << dataset << "\n\n";
-  out << "Validation set `" << valid_file << "`. " << measured_line(*this) << "\n\n";
+  out << "Figures on `" << test_file << "`, measured once with the checkpoints chosen on `" << valid_file << "`. "
+      << measured_line(*this) << "\n\n";
+  for (const auto& w : warnings) out << "**Warning: " << w << ".**\n\n";
   out << "| | " << teacher.name << " | " << distilled.name << " | " << baseline.name << " (α = 0) |\n";
   out << "|---|---|---|---|\n";
   for (const Row& row : comparison_rows(*this))
     out << "| " << row[0] << " | " << row[1] << " | " << row[2] << " | " << row[3] << " |\n";
   out << "\n" << gain_sentence(*this) << "\n\n";
+  const auto results = target_results();
+  if (!results.empty()) out << "## Targets\n\n" << targets_markdown(results) << "\n";
 
   const size_t runs = std::max(distilled.accuracy.size(), baseline.accuracy.size());
   if (runs > 0) {
-    out << "## Per seed\n\n| run | distilled accuracy | distilled macro-F1 | baseline accuracy | baseline macro-F1 |\n"
-        << "|---|---|---|---|---|\n";
+    out << "## Per seed\n\n| run | distilled test accuracy | distilled test macro-F1 | distilled valid accuracy | "
+           "baseline test accuracy | baseline test macro-F1 | baseline valid accuracy |\n"
+        << "|---|---|---|---|---|---|---|\n";
     auto at = [](const std::vector<double>& v, size_t i) { return i < v.size() ? pct(v[i]) : kNone; };
     for (size_t i = 0; i < runs; ++i)
       out << "| " << (i < distilled.seeds.size() ? distilled.seed_label(i) : baseline.seed_label(i)) << " | "
-          << at(distilled.accuracy, i) << " | " << at(distilled.macro_f1, i) << " | " << at(baseline.accuracy, i)
-          << " | " << at(baseline.macro_f1, i) << " |\n";
+          << at(distilled.accuracy, i) << " | " << at(distilled.macro_f1, i) << " | " << at(distilled.valid_accuracy, i)
+          << " | " << at(baseline.accuracy, i) << " | " << at(baseline.macro_f1, i) << " | "
+          << at(baseline.valid_accuracy, i) << " |\n";
     out << "\n";
   }
   out << "## Plots\n\n![training and validation curves](curves.svg)\n\n"
@@ -246,7 +321,8 @@ std::string DistillReport::to_table() const {
   for (const Row& row : rows)
     for (size_t c = 0; c < 4; ++c) w[c] = std::max(w[c], width(row[c]));
   std::ostringstream out;
-  out << "Distillation report: " << dataset << " (" << valid_file << ")\n";
+  out << "Distillation report: " << dataset << " (figures on " << test_file << ", checkpoints chosen on "
+      << valid_file << ")\n";
   for (size_t i = 0; i < rows.size(); ++i) {
     for (size_t c = 0; c < 4; ++c) {
       // Labels left-aligned, figures right-aligned, two spaces between columns.
@@ -257,6 +333,14 @@ std::string DistillReport::to_table() const {
     if (i == 0) out << std::string(w[0] + w[1] + w[2] + w[3] + 6, '-') << "\n";
   }
   out << gain_sentence(*this) << "\n" << measured_line(*this) << "\n";
+  for (const auto& r : target_results()) {
+    std::string measured = r.spec.sense == TargetSense::kRequired
+                               ? (std::isfinite(r.measured.value) ? (r.measured.value >= 0.5 ? "yes" : "no") : kNone)
+                               : strf("%.4g", r.measured.value);
+    if (std::isfinite(r.measured.low)) measured += strf(" (%.4g–%.4g)", r.measured.low, r.measured.high);
+    out << "target " << r.spec.key << ": " << measured << " → " << verdict_name(r.verdict) << "\n";
+  }
+  for (const auto& w : warnings) out << "warning: " << w << "\n";
   return out.str();
 }
 

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <numeric>
+#include <random>
 #include <vector>
 
 #include "kd/data/bucket_batcher.h"
@@ -69,7 +70,9 @@ nlohmann::json ModelProfile::to_json() const {
           {"warmup_seconds", warmup_seconds},
           {"repeats", repeats},
           {"threads", threads},
-          {"device", device}};
+          {"device", device},
+          {"b1_ms", b1_ms},
+          {"b64_ms", b64_ms}};
 }
 
 ModelProfile ModelProfile::from_json(const nlohmann::json& j) {
@@ -87,7 +90,39 @@ ModelProfile ModelProfile::from_json(const nlohmann::json& j) {
   p.repeats = j.value("repeats", int64_t{0});
   p.threads = j.value("threads", 0);
   p.device = j.value("device", std::string("cpu"));
+  p.b1_ms = j.value("b1_ms", std::vector<double>{});
+  p.b64_ms = j.value("b64_ms", std::vector<double>{});
   return p;
+}
+
+nlohmann::json RatioEstimate::to_json() const {
+  return {{"median", json_number(median)}, {"low", json_number(low)}, {"high", json_number(high)},
+          {"min", json_number(min)},       {"max", json_number(max)}, {"rounds", rounds}};
+}
+
+RatioEstimate paired_ratio(const std::vector<double>& num_ms, const std::vector<double>& den_ms) {
+  RatioEstimate e;
+  std::vector<double> r;
+  for (size_t i = 0; i < std::min(num_ms.size(), den_ms.size()); ++i)
+    if (num_ms[i] > 0 && den_ms[i] > 0 && std::isfinite(num_ms[i]) && std::isfinite(den_ms[i]))
+      r.push_back(num_ms[i] / den_ms[i]);
+  e.rounds = static_cast<int64_t>(r.size());
+  if (r.empty()) return e;
+  e.median = median(r);
+  e.min = *std::min_element(r.begin(), r.end());
+  e.max = *std::max_element(r.begin(), r.end());
+  constexpr int kResamples = 2000;
+  std::mt19937_64 rng(20261206);
+  std::uniform_int_distribution<size_t> pick(0, r.size() - 1);
+  std::vector<double> medians(kResamples), sample(r.size());
+  for (auto& m : medians) {
+    for (auto& x : sample) x = r[pick(rng)];
+    m = median(sample);
+  }
+  std::sort(medians.begin(), medians.end());
+  e.low = medians[static_cast<size_t>(0.025 * kResamples)];
+  e.high = medians[static_cast<size_t>(0.975 * kResamples) - 1];
+  return e;
 }
 
 int64_t folder_bytes(const std::string& dir) {
@@ -195,6 +230,8 @@ std::vector<ModelProfile> profile_models(const std::vector<ProfileTarget>& targe
   });
 
   for (size_t i = 0; i < m; ++i) {
+    profiles[i].b1_ms = b1[i];
+    profiles[i].b64_ms = big[i];
     profiles[i].latency_ms_b1 = median(b1[i]);
     profiles[i].latency_ms_b1_p90 = percentile(b1[i], 0.9);
     const double big_ms = median(big[i]);

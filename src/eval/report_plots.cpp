@@ -54,8 +54,9 @@ LineChart curve_chart(const DistillReport& r, Curve curve) {
   }
   add_curves(c.series, r.distilled, kDistilledShades, false, curve);
   add_curves(c.series, r.baseline, kBaselineShades, true, curve);
-  // The teacher's accuracy as a reference line across the epochs the students trained for.
-  const double teacher = 100 * r.teacher.accuracy_mean();
+  // The teacher's accuracy on the same validation rows as a reference line across the epochs the
+  // students trained for (its test accuracy would compare unlike sets).
+  const double teacher = 100 * mean_of(r.teacher.valid_accuracy);
   if (curve == Curve::ValidAccuracy && std::isfinite(teacher)) {
     double lo = INFINITY, hi = -INFINITY;
     for (const auto& s : c.series)
@@ -76,7 +77,7 @@ std::string accuracy_latency_svg(const DistillReport& report) {
   ScatterChart c;
   c.title = "Accuracy vs. CPU latency (" + report.dataset + ")";
   c.x_label = strf("latency at batch 1, ms (log scale, %d threads)", report.threads);
-  c.y_label = "validation accuracy (%)";
+  c.y_label = "test accuracy (%)";
   c.log_x = true;
   auto add = [&](const ReportModel& m, const char* color) {
     const double acc = m.accuracy_mean();

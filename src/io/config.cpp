@@ -128,6 +128,13 @@ bool ConfigNode::has(const std::string& key) const {
   return v && !v.IsNull();
 }
 
+std::vector<std::string> ConfigNode::keys() const {
+  std::vector<std::string> out;
+  if (!node_ || !node_.IsMap()) return out;
+  for (const auto& kv : node_) out.push_back(kv.first.as<std::string>());
+  return out;
+}
+
 std::string ConfigNode::where(const std::string& key) const {
   auto v = lookup(key);
   return state_->source + ": key '" + full(key) + "'" + (v ? line_of(v) : "");

@@ -27,16 +27,38 @@ namespace {
 constexpr int64_t kUnlabelledRowBase = int64_t{1} << 40;
 constexpr int64_t kAugmentedRowBase = int64_t{1} << 50;
 
+// A model's figures on the reported rows, measured once.
+struct TestFigures {
+  std::string source;  // the file they were measured on
+  double accuracy = NAN, macro_f1 = NAN;
+  int64_t rows = 0;
+  nlohmann::json to_json() const {
+    return {{"source", source}, {"accuracy", accuracy}, {"macro_f1", macro_f1}, {"rows", rows}};
+  }
+  static TestFigures from_json(const nlohmann::json& j) {
+    return {j.at("source").get<std::string>(), j.at("accuracy").get<double>(), j.at("macro_f1").get<double>(),
+            j.at("rows").get<int64_t>()};
+  }
+};
+
+TestFigures score(TextClassifier& model, const TextDataset& rows, int64_t batch_size, bool progress) {
+  const Evaluation ev = evaluate(model, rows, batch_size, false, progress);
+  return {rows.source(), ev.confusion.accuracy(), ev.confusion.macro_f1(), static_cast<int64_t>(rows.size())};
+}
+
 struct PartResult {
-  EvalRecord best;
+  EvalRecord best;  // the checkpoint chosen on the validation rows
   std::vector<EvalRecord> history;
   double train_seconds = 0;
+  std::optional<TestFigures> test;  // that checkpoint on the reported rows
 };
 
 nlohmann::json to_json(const PartResult& r) {
   nlohmann::json h = nlohmann::json::array();
   for (const auto& e : r.history) h.push_back(e.to_json());
-  return {{"best", r.best.to_json()}, {"history", h}, {"train_seconds", r.train_seconds}};
+  nlohmann::json j = {{"best", r.best.to_json()}, {"history", h}, {"train_seconds", r.train_seconds}};
+  if (r.test) j["test"] = r.test->to_json();
+  return j;
 }
 
 PartResult part_from_json(const nlohmann::json& j) {
@@ -44,6 +66,7 @@ PartResult part_from_json(const nlohmann::json& j) {
   r.best = EvalRecord::from_json(j.at("best"));
   for (const auto& e : j.at("history")) r.history.push_back(EvalRecord::from_json(e));
   r.train_seconds = j.at("train_seconds").get<double>();
+  if (j.contains("test")) r.test = TestFigures::from_json(j.at("test"));
   return r;
 }
 
@@ -159,6 +182,7 @@ DistillOptions DistillOptions::from(ConfigNode root) {
   if (o.speed.repeats < 1 || o.speed.warmup < 0 || o.speed.warmup_seconds < 0)
     throw ConfigError(located(r.where("latency_repeats"),
                               "latency_repeats must be >= 1, latency_warmup and latency_warmup_seconds >= 0"));
+  o.targets = read_targets(r.child("targets"), distill_target_specs());
   return o;
 }
 
@@ -183,6 +207,10 @@ DistillSummary DistillPipeline::run() {
   // Labels the teacher does not know fail here, naming file:line (TextDataset maps them through its list).
   TextDataset train_rows(splits.train, teacher->tokenizer(), labels, teacher->max_length(), splits.train_source);
   TextDataset valid(splits.valid, teacher->tokenizer(), labels, teacher->max_length(), splits.valid_source);
+  // The rows the figures are reported on: the test file, scored once per model with its chosen checkpoint.
+  const TextDataset reported(splits.reported(), teacher->tokenizer(), labels, teacher->max_length(),
+                             splits.reported_source());
+  for (const auto& w : splits.warnings) log_warn(w);
   std::vector<TextExample> all = train_rows.examples();
   std::unique_ptr<TextDataset> extra;
   if (!o.unlabelled.empty()) {
@@ -217,22 +245,24 @@ DistillSummary DistillPipeline::run() {
   }
   const TextDataset train(std::move(all), splits.train_source);
 
-  // The teacher on the validation set, once.
+  // The teacher on the reported rows and on the validation rows (the curves' reference line), once.
   const fs::path teacher_eval = run / "teacher_eval.json";
-  double teacher_acc = 0, teacher_f1 = 0;
-  if (fs::exists(teacher_eval)) {
-    auto j = read_json(teacher_eval.string());
-    teacher_acc = j.at("accuracy").get<double>();
-    teacher_f1 = j.at("macro_f1").get<double>();
+  TestFigures teacher_test, teacher_valid;
+  nlohmann::json cached_eval = fs::exists(teacher_eval) ? read_json(teacher_eval.string()) : nlohmann::json();
+  if (cached_eval.contains("test") && cached_eval.contains("valid") &&
+      cached_eval["test"].value("source", "") == reported.source() &&
+      cached_eval["valid"].value("source", "") == valid.source()) {
+    teacher_test = TestFigures::from_json(cached_eval["test"]);
+    teacher_valid = TestFigures::from_json(cached_eval["valid"]);
   } else {
-    log_info("evaluating the teacher on " + splits.valid_source);
-    auto ev = evaluate(*teacher, valid, o.train.eval_batch_size, false, o.progress);
-    teacher_acc = ev.confusion.accuracy();
-    teacher_f1 = ev.confusion.macro_f1();
-    write_json_atomic(teacher_eval.string(), {{"accuracy", teacher_acc}, {"macro_f1", teacher_f1},
-                                              {"confusion", ev.confusion.to_json()}, {"loss", ev.mean_loss}});
+    log_info("evaluating the teacher on " + reported.source() + " and " + valid.source());
+    teacher_test = score(*teacher, reported, o.train.eval_batch_size, o.progress);
+    teacher_valid = score(*teacher, valid, o.train.eval_batch_size, o.progress);
+    write_json_atomic(teacher_eval.string(), {{"test", teacher_test.to_json()}, {"valid", teacher_valid.to_json()}});
   }
-  log_info(strf("teacher: valid accuracy %.4f, macro-F1 %.4f", teacher_acc, teacher_f1));
+  const double teacher_acc = teacher_test.accuracy, teacher_f1 = teacher_test.macro_f1;
+  log_info(strf("teacher: test accuracy %.4f, macro-F1 %.4f (%s); validation accuracy %.4f", teacher_acc, teacher_f1,
+                reported.source().c_str(), teacher_valid.accuracy));
 
   // Knowledge.
   std::unique_ptr<KnowledgeSource> knowledge;
@@ -240,7 +270,14 @@ DistillSummary DistillPipeline::run() {
     if (o.cache) {
       const std::string path = o.cache_path.empty() ? (run / "knowledge" / "train.safetensors").string() : o.cache_path;
       auto routed = std::make_unique<RoutedKnowledge>();
-      routed->add(0, cached_knowledge(o, path, o.data.train, o.data.table, *teacher, train_rows));
+      // Every row of the training file, the held-out validation slice included (the student never trains
+      // on it, and its few logits cost little): the cache is then the one `kd cache` makes of the file,
+      // whatever slice a run holds out.
+      std::vector<TextExample> file_rows = train_rows.examples();
+      if (!splits.holdout_rows.empty())
+        file_rows.insert(file_rows.end(), valid.examples().begin(), valid.examples().end());
+      const TextDataset whole_file(std::move(file_rows), splits.train_source);
+      routed->add(0, cached_knowledge(o, path, o.data.train, o.data.table, *teacher, whole_file));
       const fs::path folder = fs::path(path).parent_path();
       if (extra) {
         TableOptions t = o.data.table;
@@ -250,7 +287,9 @@ DistillSummary DistillPipeline::run() {
       }
       if (augmented)
         routed->add(kAugmentedRowBase, cached_knowledge(o, (folder / "augmented.safetensors").string(), o.data.train,
-                                                        o.data.table, *teacher, *augmented, augment_key));
+                                                        o.data.table, *teacher, *augmented,
+                                                        // and from which rows: a held-out slice is not copied
+                                                        augment_key + " rows=train minus " + o.data.selection()));
       knowledge = std::move(routed);
     } else {
       knowledge = std::make_unique<LiveTeacher>(*teacher);
@@ -260,9 +299,18 @@ DistillSummary DistillPipeline::run() {
   // Students.
   auto train_part = [&](int64_t seed, bool distilled) -> PartResult {
     const fs::path dir = run / ("seed-" + std::to_string(seed)) / (distilled ? "distilled" : "baseline");
+    // The chosen checkpoint on the reported rows: measured once, after training, and kept in result.json.
+    auto with_test = [&](PartResult p) {
+      if (p.test && p.test->source == reported.source()) return p;
+      auto chosen = load_classifier((dir / "best").string());
+      chosen->module().to(o.train.device);
+      p.test = score(*chosen, reported, o.train.eval_batch_size, false);
+      write_json_atomic((dir / "result.json").string(), to_json(p));
+      return p;
+    };
     if (fs::exists(dir / "result.json")) {
       log_info("done before: " + dir.string());
-      return part_from_json(read_json((dir / "result.json").string()));
+      return with_test(part_from_json(read_json((dir / "result.json").string())));
     }
     log_info(strf("training the %s student, seed %lld", distilled ? "distilled" : "baseline",
                   static_cast<long long>(seed)));
@@ -279,20 +327,25 @@ DistillSummary DistillPipeline::run() {
     Trainer trainer(*student, t, distill_loss_fn(lo, knowledge.get()));
     const TrainResult r = trainer.fit(distilled ? train : train_rows, valid);
     if (r.stopped_early) throw TrainError("stopped early");  // stop_after is not offered by kd distill
-    PartResult p{r.best, r.history, r.train_seconds};
-    write_json_atomic((dir / "result.json").string(), to_json(p));
-    log_info(strf("%s student, seed %lld: best valid accuracy %.4f", distilled ? "distilled" : "baseline",
-                  static_cast<long long>(seed), r.best.accuracy));
+    const PartResult p = with_test(PartResult{r.best, r.history, r.train_seconds, std::nullopt});
+    log_info(strf("%s student, seed %lld: best validation accuracy %.4f (step %lld); test accuracy %.4f",
+                  distilled ? "distilled" : "baseline", static_cast<long long>(seed), r.best.accuracy,
+                  static_cast<long long>(r.best.step), p.test->accuracy));
     return p;
   };
 
   DistillReport report;
   report.dataset = o.data.train;
   report.valid_file = splits.valid_source;
+  report.test_file = splits.reported_source();
+  report.data = splits.to_json();
+  report.warnings = splits.warnings;
+  report.targets = o.targets;
   report.teacher.name = "teacher";
   report.teacher.type = teacher->type();
   report.teacher.accuracy = {teacher_acc};
   report.teacher.macro_f1 = {teacher_f1};
+  report.teacher.valid_accuracy = {teacher_valid.accuracy};
   report.distilled.name = "distilled student";
   report.baseline.name = "baseline student";
   DistillSummary summary;
@@ -304,10 +357,12 @@ DistillSummary DistillPipeline::run() {
       if (!distilled && !o.baseline) continue;
       const PartResult p = train_part(seed, distilled);
       ReportModel& m = distilled ? report.distilled : report.baseline;
-      m.accuracy.push_back(p.best.accuracy);
-      m.macro_f1.push_back(p.best.macro_f1);
+      m.accuracy.push_back(p.test->accuracy);
+      m.macro_f1.push_back(p.test->macro_f1);
+      m.valid_accuracy.push_back(p.best.accuracy);
       m.histories.push_back(p.history);
-      (distilled ? summary.distilled_accuracy : summary.baseline_accuracy).push_back(p.best.accuracy);
+      (distilled ? summary.distilled_accuracy : summary.baseline_accuracy).push_back(p.test->accuracy);
+      // The deployable student is chosen on the validation rows too, never on the test figures.
       if (distilled && p.best.accuracy > best_acc) {
         best_acc = p.best.accuracy;
         best_seed = seed;
@@ -341,7 +396,7 @@ DistillSummary DistillPipeline::run() {
     targets.push_back({baseline.get(), base_dir.string()});
   }
   // In turns, pass by pass: see profile_models.
-  const auto profiles = profile_models(targets, valid, o.speed);
+  const auto profiles = profile_models(targets, reported, o.speed);
   report.teacher.profile = profiles[0];
   report.distilled.profile = profiles[1];
   if (o.baseline) report.baseline.profile = profiles[2];
@@ -367,7 +422,9 @@ DistillSummary DistillPipeline::run() {
                      {"unlabelled_rows", extra ? extra->size() : 0},
                      {"augmented_rows", augmented ? augmented->size() : 0},
                      {"augment", o.augment.enabled() ? o.augment.describe() : "none"},
-                     {"valid_rows", valid.size()}};
+                     {"valid_rows", valid.size()},
+                     {"selection", o.data.selection()},
+                     {"test_rows", reported.size()}};
   write_report(o.run_dir, report);
   std::printf("%s\n", report.to_table().c_str());
   summary.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -101,49 +101,5 @@ TEST(TextDatasetTest, TokenizesSst2Train) {
   }
 }
 
-// ---- split_rows ----
-
-std::vector<TextRow> numbered_rows(int64_t n) {
-  std::vector<TextRow> rows;
-  for (int64_t i = 0; i < n; ++i) rows.push_back(row({"t" + std::to_string(i)}, "0", i));
-  return rows;
-}
-
-std::vector<int64_t> row_ids(const std::vector<TextRow>& rows) {
-  std::vector<int64_t> out;
-  for (const auto& r : rows) out.push_back(r.row);
-  return out;
-}
-
-TEST(TextDatasetTest, SplitIsDeterministicAndDisjoint) {
-  const auto rows = numbered_rows(1000);
-  const auto [train, valid] = split_rows(rows, 0.1, 42);
-  EXPECT_EQ(valid.size(), 100u);
-  EXPECT_EQ(train.size(), 900u);
-  std::set<int64_t> all;
-  for (const auto& r : train) all.insert(r.row);
-  for (const auto& r : valid) all.insert(r.row);
-  EXPECT_EQ(all.size(), 1000u);
-  // Each side keeps file order and the source row/line.
-  const auto train_ids = row_ids(train);
-  EXPECT_TRUE(std::is_sorted(train_ids.begin(), train_ids.end()));
-  EXPECT_EQ(valid[0].line, valid[0].row + 2);
-
-  const auto again = split_rows(rows, 0.1, 42);
-  EXPECT_EQ(row_ids(again.second), row_ids(valid));
-  EXPECT_NE(row_ids(split_rows(rows, 0.1, 43).second), row_ids(valid));
-}
-
-TEST(TextDatasetTest, SplitKeepsBothSidesNonEmpty) {
-  const auto rows = numbered_rows(3);
-  const auto [train, valid] = split_rows(rows, 0.01, 1);
-  EXPECT_EQ(valid.size(), 1u);
-  EXPECT_EQ(train.size(), 2u);
-  EXPECT_EQ(split_rows(rows, 0.99, 1).first.size(), 1u);
-  EXPECT_THROW(split_rows(numbered_rows(1), 0.5, 1), DataError);
-  EXPECT_THROW(split_rows(rows, 0.0, 1), ConfigError);
-  EXPECT_THROW(split_rows(rows, 1.0, 1), ConfigError);
-}
-
 }  // namespace
 }  // namespace kd

@@ -49,13 +49,18 @@ std::vector<fs::path> shipped_configs() {
 kd::LabelVocab read_data(kd::DataConfig data) {
   data.train = from_root(data.train);
   if (!data.valid.empty()) data.valid = from_root(data.valid);
+  if (!data.test.empty()) data.test = from_root(data.test);
   const kd::DataSplits splits = kd::read_splits(data);
   const kd::LabelVocab labels = kd::LabelVocab::build(splits.train);
   EXPECT_GE(labels.size(), 2);
   EXPECT_FALSE(splits.valid.empty());
-  for (const auto& row : splits.valid)
-    EXPECT_TRUE(labels.contains(row.label)) << data.valid << ":" << row.line << ": label '" << row.label
-                                            << "' is not among the training labels";
+  // Every shipped config reports on a test file kept apart from the rows that choose checkpoints.
+  EXPECT_TRUE(splits.has_test()) << "no data.test";
+  EXPECT_TRUE(splits.warnings.empty()) << splits.warnings.front();
+  for (const auto* part : {&splits.valid, &splits.test})
+    for (const auto& row : *part)
+      EXPECT_TRUE(labels.contains(row.label)) << row.line << ": label '" << row.label
+                                              << "' is not among the training labels";
   return labels;
 }
 

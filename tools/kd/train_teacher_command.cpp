@@ -7,6 +7,7 @@
 #include "kd/data/data_config.h"
 #include "kd/data/text_dataset.h"
 #include "kd/eval/distill_report.h"
+#include "kd/eval/evaluate.h"
 #include "kd/io/atomic_file.h"
 #include "kd/models/classifier_registry.h"
 #include "kd/train/trainer_config.h"
@@ -69,6 +70,7 @@ class TrainTeacherCommand : public Command {
                   splits.valid.size(), static_cast<long long>(teacher->max_length())));
     TextDataset train(splits.train, teacher->tokenizer(), labels, teacher->max_length(), splits.train_source);
     TextDataset valid(splits.valid, teacher->tokenizer(), labels, teacher->max_length(), splits.valid_source);
+    for (const auto& w : splits.warnings) log_warn(w);
 
     Trainer trainer(*teacher, options, classification_loss);
     const TrainResult result = trainer.fit(train, valid);
@@ -76,6 +78,13 @@ class TrainTeacherCommand : public Command {
       log_info(strf("stopped after %lld steps as asked; continue with --resume", static_cast<long long>(result.steps)));
       return 0;
     }
+
+    // The checkpoint chosen on the validation rows, scored once on the reported rows.
+    const TextDataset reported(splits.reported(), teacher->tokenizer(), labels, teacher->max_length(),
+                               splits.reported_source());
+    auto chosen = load_classifier((run / "best").string());
+    chosen->module().to(device);
+    const Evaluation test = evaluate(*chosen, reported, options.eval_batch_size, false, options.progress);
 
     nlohmann::json summary = {
         {"command", "train-teacher"},
@@ -86,15 +95,23 @@ class TrainTeacherCommand : public Command {
         {"labels", labels.labels()},
         {"train_rows", train.size()},
         {"valid_rows", valid.size()},
+        {"data", splits.to_json()},
+        {"warnings", splits.warnings},
+        {"test",
+         {{"source", reported.source()},
+          {"rows", reported.size()},
+          {"accuracy", test.confusion.accuracy()},
+          {"macro_f1", test.confusion.macro_f1()}}},
         {"steps", result.steps},
         {"train_seconds", result.train_seconds},
         {"wall_seconds_this_process", result.wall_seconds},
         {"best", result.best.to_json()},
         {"best_model", (run / "best").string()}};
     write_json_atomic((run / "summary.json").string(), summary);
-    log_info(strf("done: best valid accuracy %.4f (macro-F1 %.4f) at step %lld; training took %.1f min "
-                  "(%d threads, %s, device %s); model in %s",
-                  result.best.accuracy, result.best.macro_f1, static_cast<long long>(result.best.step),
+    log_info(strf("done: test accuracy %.4f (macro-F1 %.4f) on %s, with the checkpoint of step %lld chosen on the "
+                  "validation rows (accuracy %.4f there); training took %.1f min (%d threads, %s, device %s); model in %s",
+                  test.confusion.accuracy(), test.confusion.macro_f1(), reported.source().c_str(),
+                  static_cast<long long>(result.best.step), result.best.accuracy,
                   result.train_seconds / 60.0, torch::get_num_threads(), cpu_model_name().c_str(), device.str().c_str(),
                   (run / "best").string().c_str()));
     return 0;

@@ -54,9 +54,5 @@ void seeded_shuffle(std::vector<T>& items, std::mt19937_64& rng) {
   for (size_t i = items.size(); i > 1; --i) std::swap(items[i - 1], items[uniform_below(rng, i)]);
 }
 
-// Deterministic split of rows into (train, valid): `valid_fraction` of the rows, chosen by a
-// seeded shuffle, go to valid. Both sides must be non-empty.
-std::pair<std::vector<TextRow>, std::vector<TextRow>> split_rows(const std::vector<TextRow>& rows,
-                                                                  double valid_fraction, uint64_t seed);
 
 }  // namespace kd

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kd/eval/model_profile.h"
+#include "kd/eval/targets.h"
 #include "kd/train/trainer.h"
 
 namespace kd {
@@ -23,9 +24,10 @@ struct ReportModel {
   std::string name;                     // "teacher", "distilled student", "baseline student"
   std::string type;                     // registry key of the architecture
   std::vector<int64_t> seeds;           // one per run; may be empty (runs are then numbered)
-  std::vector<double> accuracy, macro_f1;             // validation figures, one per seed (fractions)
+  std::vector<double> accuracy, macro_f1;             // on the reported (test) rows, one per seed (fractions)
   std::vector<std::vector<EvalRecord>> histories;     // training curves per seed; empty for the teacher
   ModelProfile profile;
+  std::vector<double> valid_accuracy;                 // on the validation rows that chose the checkpoint
 
   double accuracy_mean() const { return mean_of(accuracy); }
   double accuracy_std() const { return std_of(accuracy); }
@@ -43,17 +45,28 @@ struct ReportFigures {
   double distilled_std = NAN, baseline_std = NAN;  // accuracy std over each student's seeds
   double gain_noise = NAN;          // 2 × the larger of the two students' seed std
   std::optional<bool> gain_beyond_noise;  // unset when either student has fewer than 2 seeds
-  double speedup_b1 = NAN;          // teacher latency / distilled-student latency at batch 1
-  double baseline_speedup_b1 = NAN;
-  double throughput_ratio_b64 = NAN;  // distilled-student throughput / teacher throughput
+  // Speed ratios are medians of per-round ratios with a bootstrap interval (paired_ratio); where the
+  // profiles carry no rounds (reports written before they did), the ratio of the medians, no interval.
+  RatioEstimate speedup_b1;           // teacher latency / distilled-student latency at batch 1
+  RatioEstimate baseline_speedup_b1;
+  RatioEstimate throughput_ratio_b64;  // distilled-student throughput / teacher throughput
   double compression_disk = NAN;      // teacher bytes / student bytes
   double compression_params = NAN;    // teacher parameters / student parameters
   double flops_ratio = NAN;           // teacher FLOPs / student FLOPs per example
   nlohmann::json to_json() const;
 };
 
+// The targets a classification report knows (report.targets): retention, speedup_b1,
+// throughput_ratio_b64, size_ratio, params_ratio, flops_ratio, gain_beyond_noise.
+const std::vector<TargetSpec>& distill_target_specs();
+
 struct DistillReport {
-  std::string dataset, valid_file;
+  std::string dataset;
+  std::string valid_file;  // the rows that chose checkpoints
+  std::string test_file;   // the rows the figures are measured on, once
+  nlohmann::json data = nlohmann::json::object();  // DataSplits::to_json(): sizes, held-out row ids, warnings
+  std::vector<std::string> warnings;                // e.g. "selection on the reported set"
+  std::vector<DeclaredTarget> targets;              // report.targets, judged by target_results()
   std::string cpu;   // cpu_model_name()
   std::string date;  // UTC, ISO 8601
   int threads = 0;
@@ -61,6 +74,7 @@ struct DistillReport {
   ReportModel teacher, distilled, baseline;
 
   ReportFigures figures() const;
+  std::vector<TargetResult> target_results() const;
   nlohmann::json to_json() const;
   std::string to_markdown() const;
   std::string to_table() const;  // console: fixed-width columns

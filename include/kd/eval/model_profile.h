@@ -37,6 +37,9 @@ struct ModelProfile {
   int64_t warmup = 0, repeats = 0;  // passes of each kind: untimed, then timed
   double warmup_seconds = 0;        // least time spent in untimed passes of each kind
   std::string device = "cpu";
+  // Each timed pass, in round order (round r of every model measured in turns: see profile_models);
+  // per-round ratios between models and their uncertainty come from these (paired_ratio).
+  std::vector<double> b1_ms, b64_ms;
 
   // Non-finite figures are written as null (JSON has no NaN).
   nlohmann::json to_json() const;
@@ -72,6 +75,20 @@ int64_t folder_bytes(const std::string& dir);
 // percentile (q in (0, 1]). Both return 0 for no samples.
 double median(std::vector<double> v);
 double percentile(std::vector<double> v, double q);
+
+// A speed ratio between two models measured in turns, round by round: num_ms[r] / den_ms[r] (e.g.
+// teacher / student latency: the student's speed-up). `median` is the median of the per-round ratios
+// (each round's two passes ran moments apart, so slow drift of the machine cancels in the ratio);
+// [low, high] is a 95% percentile-bootstrap interval of that median over rounds (2,000 resamples,
+// fixed seed: the same figures give the same interval); [min, max] the extreme rounds. The interval
+// covers the variation within one process; the spread between processes (a fresh process on the same
+// machine may run the same model 30% slower) is larger and is not in it. All NaN without rounds.
+struct RatioEstimate {
+  double median = NAN, low = NAN, high = NAN, min = NAN, max = NAN;
+  int64_t rounds = 0;
+  nlohmann::json to_json() const;
+};
+RatioEstimate paired_ratio(const std::vector<double>& num_ms, const std::vector<double>& den_ms);
 
 // A JSON number, or null when `v` is NaN or infinite.
 nlohmann::json json_number(double v);

@@ -53,6 +53,8 @@ class ConfigNode {
   ConfigNode(std::shared_ptr<Config::State> state, YAML::Node node, std::string path);
 
   bool has(const std::string& key) const;
+  // The keys present in this map, in file order (none are marked as read).
+  std::vector<std::string> keys() const;
   // The value, or `fallback` (also recorded in the resolved config) when the key is absent.
   template <typename T>
   T get(const std::string& key, const T& fallback);

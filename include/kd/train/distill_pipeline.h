@@ -14,9 +14,10 @@
 //   config.yaml                    resolved config
 //   knowledge/train.safetensors    cached teacher logits (when distill.cache is on); unlabelled.safetensors
 //                                  and augmented.safetensors for the extra rows, when there are any
-//   teacher_eval.json              the teacher on the validation set
-//   seed-<s>/distilled/, seed-<s>/baseline/   Trainer run folders (best/, last/, metrics.json, result.json)
-//   student/                       the deployable student: the best distilled seed's best model
+//   teacher_eval.json              the teacher on the reported (test) rows and the validation rows
+//   seed-<s>/distilled/, seed-<s>/baseline/   Trainer run folders (best/, last/, metrics.json, result.json:
+//                                  the checkpoint chosen on the validation rows, and its test figures)
+//   student/                       the deployable student: the distilled seed best on the validation rows
 //   report.json, report.md, curves.svg, accuracy_vs_latency.svg
 // A part whose result.json exists is done and is not re-run; an interrupted part resumes from its last/.
 #pragma once
@@ -28,6 +29,7 @@
 #include "kd/data/augment.h"
 #include "kd/data/data_config.h"
 #include "kd/eval/model_profile.h"
+#include "kd/eval/targets.h"
 #include "kd/io/config.h"
 #include "kd/knowledge/knowledge_source.h"
 #include "kd/losses/distill_loss.h"
@@ -53,6 +55,7 @@ struct DistillOptions {
   int64_t baseline_epochs = 0;     // its epochs over the labelled rows; 0: train.epochs. The distilled student's
                                    // epochs also cover augmented/unlabelled rows, so its epochs are often fewer
   SpeedOptions speed;
+  std::vector<DeclaredTarget> targets;  // report.targets (distill_target_specs())
   bool resume = false;             // continue an interrupted run
   bool progress = true;
 
@@ -65,8 +68,8 @@ struct DistillOptions {
 LossFn distill_loss_fn(const DistillLossOptions& options, KnowledgeSource* knowledge);
 
 struct DistillSummary {
-  double teacher_accuracy = 0;
-  std::vector<double> distilled_accuracy, baseline_accuracy;  // per seed
+  double teacher_accuracy = 0;                                // on the reported (test) rows
+  std::vector<double> distilled_accuracy, baseline_accuracy;  // per seed, on the reported rows
   std::string student_dir;        // run_dir/student
   double wall_seconds = 0;
 };
