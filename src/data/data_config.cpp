@@ -1,23 +1,9 @@
 #include "kd/data/data_config.h"
 
-#include <filesystem>
-
+#include "kd/io/atomic_file.h"
 #include "kd/util/log.h"
 
-namespace fs = std::filesystem;
-
 namespace kd {
-
-namespace {
-
-// Two names of one file: the same path once made absolute and normal (no need for the file to exist).
-bool same_file(const std::string& a, const std::string& b) {
-  std::error_code ec;
-  if (fs::exists(a, ec) && fs::exists(b, ec)) return fs::equivalent(a, b, ec);
-  return fs::absolute(a).lexically_normal() == fs::absolute(b).lexically_normal();
-}
-
-}  // namespace
 
 DataConfig DataConfig::from(ConfigNode s) {
   DataConfig c;

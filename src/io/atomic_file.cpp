@@ -97,4 +97,14 @@ void StagedDir::commit() {
   if (!old.empty()) fs::remove_all(old, ec);
 }
 
+bool same_file(const std::string& a, const std::string& b) {
+  if (a.empty() || b.empty()) return false;
+  std::error_code ec;
+  if (std::filesystem::exists(a, ec) && std::filesystem::exists(b, ec)) {
+    const bool eq = std::filesystem::equivalent(a, b, ec);
+    if (!ec) return eq;
+  }
+  return std::filesystem::absolute(a, ec).lexically_normal() == std::filesystem::absolute(b, ec).lexically_normal();
+}
+
 }  // namespace kd

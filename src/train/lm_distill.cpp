@@ -62,6 +62,51 @@ LmReportModel train_or_resume(const std::string& name, const std::string& folder
 
 }  // namespace
 
+LmHeldOut choose_lm_held_out(const LmDistillOptions& o, const std::vector<int64_t>& train_read,
+                             const LmTokenizeFile& tokenize) {
+  LmHeldOut h;
+  const int64_t n = o.curve_points > 0 ? o.curve_eval_tokens : 0;
+  if (n <= 0) return h;
+  if (!o.valid_file.empty()) {
+    h.tokens = tokenize(o.valid_file, n);
+    if (static_cast<int64_t>(h.tokens.size()) < n)
+      throw ConfigError(located("data.valid", strf("'%s' has %zu tokens; train.curve_eval_tokens asks for %lld",
+                                                   o.valid_file.c_str(), h.tokens.size(), static_cast<long long>(n)),
+                                "name a longer held-out file or lower train.curve_eval_tokens"));
+    h.tokens.resize(n);
+    h.slice = {"data.valid", o.valid_file, 0, n};
+    return h;
+  }
+  const int64_t have = o.train_tokens > 0 ? static_cast<int64_t>(train_read.size()) - o.train_tokens : 0;
+  if (have < n)
+    throw ConfigError(located(
+        "data.valid",
+        strf("the training curves need %lld held-out tokens; no data.valid is named and data.train ('%s') has %lld "
+             "after its first data.train_tokens (%lld)",
+             static_cast<long long>(n), o.train_file.c_str(), static_cast<long long>(std::max<int64_t>(have, 0)),
+             static_cast<long long>(o.train_tokens)),
+        "name a held-out file as data.valid (not data.eval), lower train.curve_eval_tokens, or set "
+        "train.curve_points: 0"));
+  h.tokens.assign(train_read.begin() + o.train_tokens, train_read.begin() + o.train_tokens + n);
+  h.slice = {"data.train (unused tail)", o.train_file, o.train_tokens, o.train_tokens + n};
+  return h;
+}
+
+std::vector<std::string> lm_selection_warnings(const LmDistillOptions& o, const LmHeldOutSlice& slice) {
+  std::vector<std::string> w;
+  if (same_file(o.valid_file, o.eval_file))
+    w.push_back("selection on the reported set: data.valid and data.eval are the same file ('" + o.eval_file +
+                "'); the held-out perplexity of the curves is measured on the text the report scores");
+  else if (slice.source == "data.train (unused tail)" && same_file(slice.file, o.eval_file))
+    w.push_back(strf("selection on the reported set: the curves' held-out tokens %lld–%lld are taken from data.train, "
+                     "which is the data.eval file ('%s')",
+                     static_cast<long long>(slice.begin), static_cast<long long>(slice.end), o.eval_file.c_str()));
+  if (same_file(o.train_file, o.eval_file))
+    w.push_back("trained on the reported set: data.train and data.eval are the same file ('" + o.eval_file +
+                "'), both read from its start");
+  return w;
+}
+
 LmDistillSummary run_lm_distill(const LmDistillOptions& o) {
   o.validate();
   const auto start = std::chrono::steady_clock::now();
@@ -80,19 +125,24 @@ LmDistillSummary run_lm_distill(const LmDistillOptions& o) {
                 static_cast<long long>(student->options().num_layers), s_ne / 1e6,
                 static_cast<double>(s_ne) / static_cast<double>(t_ne)));
 
-  // Training windows, then the held-out slice for the curves: the rest of the training file when there
-  // is one, else the start of the evaluation file.
+  // Training windows, then the held-out slice for the curves (data.valid, else the rest of the training
+  // file; never the evaluation file, which is read here and scored once, after training).
   const int64_t curve_n = o.curve_points > 0 ? o.curve_eval_tokens : 0;
   auto train_stream = tokenize_text_file(o.train_file, teacher.tokenizer,
-                                         o.train_tokens > 0 ? o.train_tokens + curve_n : 0, o.progress);
-  std::vector<int64_t> curve_stream;
-  if (o.train_tokens > 0 && static_cast<int64_t>(train_stream.size()) > o.train_tokens) {
-    curve_stream.assign(train_stream.begin() + o.train_tokens, train_stream.end());
+                                         o.train_tokens > 0 ? o.train_tokens + (o.valid_file.empty() ? curve_n : 0) : 0,
+                                         o.progress);
+  const LmHeldOut held_out = choose_lm_held_out(o, train_stream, [&](const std::string& path, int64_t max_tokens) {
+    return tokenize_text_file(path, teacher.tokenizer, max_tokens, o.progress);
+  });
+  if (o.train_tokens > 0 && static_cast<int64_t>(train_stream.size()) > o.train_tokens)
     train_stream.resize(o.train_tokens);
-  }
+  if (!held_out.slice.source.empty())
+    log_info(strf("curves: held-out perplexity on tokens %lld-%lld of %s (%s)",
+                  static_cast<long long>(held_out.slice.begin), static_cast<long long>(held_out.slice.end),
+                  held_out.slice.file.c_str(), held_out.slice.source.c_str()));
+  const auto selection_warnings = lm_selection_warnings(o, held_out.slice);
+  for (const auto& w : selection_warnings) log_warn(w);
   const auto eval_stream = tokenize_text_file(o.eval_file, teacher.tokenizer, o.eval_tokens, o.progress);
-  if (curve_stream.empty() && curve_n > 0)
-    curve_stream.assign(eval_stream.begin(), eval_stream.begin() + std::min<int64_t>(curve_n, eval_stream.size()));
   const auto windows = make_windows(train_stream, o.seq_len).ids;
   log_info(strf("train: %lld windows of %lld tokens from %s; eval: %zu tokens of %s", static_cast<long long>(windows.size(0)),
                 static_cast<long long>(o.seq_len), o.train_file.c_str(), eval_stream.size(), o.eval_file.c_str()));
@@ -101,7 +151,7 @@ LmDistillSummary run_lm_distill(const LmDistillOptions& o) {
   setup.options = &o;
   setup.teacher = teacher.model;
   setup.windows = windows;
-  setup.curve_stream = curve_stream;
+  setup.curve_stream = held_out.tokens;
   std::shared_ptr<LmTopkCache> cache;
   if (o.mode == "token" && o.teacher_source == "cache" && o.alpha > 0) {
     const std::string path = (run / "teacher_cache" / "topk.kdlm").string();
@@ -157,6 +207,9 @@ LmDistillSummary run_lm_distill(const LmDistillOptions& o) {
   report.eval_file = o.eval_file;
   report.train_tokens = windows.numel();
   report.epochs = o.epochs;
+  report.held_out = held_out.slice;
+  report.targets = o.targets;
+  report.warnings = selection_warnings;
   report.settings = {{"mode", o.mode},
                      {"divergence", divergence_name(o.divergence.kind)},
                      {"temperature", o.divergence.temperature},
@@ -180,6 +233,9 @@ LmDistillSummary run_lm_distill(const LmDistillOptions& o) {
   s.student_perplexity = report.student.perplexity.perplexity;
   s.baseline_perplexity = o.baseline ? report.baseline.perplexity.perplexity : NAN;
   s.generate_speedup = report.generate_speedup();
+  s.warnings = report.warnings;
+  for (const auto& r : report.target_results())
+    s.verdicts.push_back(r.spec.key + ": " + verdict_name(r.verdict));
   s.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return s;
 }

@@ -16,6 +16,7 @@ LmDistillOptions LmDistillOptions::from(ConfigNode root) {
   auto data = root.child("data");
   o.train_file = data.require<std::string>("train");
   o.eval_file = data.require<std::string>("eval");
+  o.valid_file = data.get<std::string>("valid", o.valid_file);
   o.train_tokens = data.get<int64_t>("train_tokens", o.train_tokens);
   o.eval_tokens = data.get<int64_t>("eval_tokens", o.eval_tokens);
   o.seq_len = data.get<int64_t>("seq_len", o.seq_len);
@@ -65,6 +66,9 @@ LmDistillOptions LmDistillOptions::from(ConfigNode root) {
   o.speed_new_tokens = e.get<int64_t>("speed_new_tokens", o.speed_new_tokens);
   o.speed_warmup = e.get<int64_t>("speed_warmup", o.speed_warmup);
   o.speed_repeats = e.get<int64_t>("speed_repeats", o.speed_repeats);
+
+  // report.targets: what the run must reach; the report judges each against the measured figure.
+  o.targets = read_lm_targets(root.child("report").child("targets"));
   o.validate();
   return o;
 }
@@ -91,6 +95,14 @@ void LmDistillOptions::validate() const {
   positive(eval_batch_size, "eval.batch_size");
   if (!(optim.lr > 0)) throw ConfigError(located("train.lr", "must be > 0"));
   if (train_tokens < 0 || eval_tokens < 0) throw ConfigError(located("data.train_tokens", "must not be negative"));
+  if (curve_eval_tokens < 0) throw ConfigError(located("train.curve_eval_tokens", "must not be negative"));
+  // The curves' held-out slice is never taken from the evaluation file: with all of data.train used for
+  // training, it has to come from data.valid.
+  if (curve_points > 0 && curve_eval_tokens > 0 && valid_file.empty() && train_tokens == 0)
+    throw ConfigError(located("data.valid", "the training curves need held-out text and data.train has no unused part "
+                                            "(data.train_tokens: 0 uses all of it)",
+                              "name a held-out file as data.valid (not data.eval), set data.train_tokens to leave "
+                              "train.curve_eval_tokens after it, or set train.curve_points: 0"));
   if (mode != "token") {
     positive(prompt_tokens, "distill.generate.prompt_tokens");
     positive(new_tokens, "distill.generate.new_tokens");

@@ -1,7 +1,8 @@
 // DistillLmE2ETest: `kd distill-lm` through the binary on a tiny setup — the real SmolLM2 GGUF truncated
 // to 2 layers as the teacher, a 1-layer student, a few hundred tokens of wikitext-2 — in token mode with
-// the top-k cache (report, student folder, `kd perplexity` on it, --resume, a cache built with other
-// settings), then sequence and GKD modes, and bad input (one error line, non-zero exit).
+// the top-k cache (report with its declared targets and held-out slice, student folder, `kd perplexity`
+// on it, --resume, a cache built with other settings), then sequence and GKD modes (GKD with data.valid
+// naming the evaluation file: warned), and bad input (one error line, non-zero exit).
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -32,7 +33,8 @@ void write_config(const fs::path& dir) {
       << "student: {num_layers: 1}\n"
       << "distill: {divergence: fkl, temperature: 1.0, chunk: 48, teacher_source: cache, top_k: 16}\n"
       << "train: {batch_size: 4, lr: 0.001, curve_points: 2, curve_eval_tokens: 64}\n"
-      << "eval: {speed_prompt_tokens: 16, speed_new_tokens: 8, speed_warmup: 0, speed_repeats: 1}\n";
+      << "eval: {speed_prompt_tokens: 16, speed_new_tokens: 8, speed_warmup: 0, speed_repeats: 1}\n"
+      << "report: {targets: {non_embedding_ratio: 0.75, perplexity_below_baseline: true, generate_speedup: 1}}\n";
 }
 
 TEST(DistillLmE2ETest, TokenModeWithCacheReportResumeAndPerplexity) {
@@ -48,6 +50,24 @@ TEST(DistillLmE2ETest, TokenModeWithCacheReportResumeAndPerplexity) {
   EXPECT_EQ(report["student"]["profile"]["layers"], 1);
   EXPECT_EQ(report["train_tokens"], 384);
   EXPECT_EQ(report["student"]["curve"].size(), 3u);  // 3 steps, a point every max(1, 3 / 2) = 1 step
+  // The declared targets, judged: a 1-of-2-layer student holds 1/2 of the non-embedding parameters.
+  ASSERT_EQ(report["targets"].size(), 3u);
+  EXPECT_EQ(report["targets"][0]["key"], "non_embedding_ratio");
+  EXPECT_EQ(report["targets"][0]["verdict"], "met");
+  EXPECT_EQ(report["targets"][1]["key"], "perplexity_below_baseline");
+  EXPECT_EQ(report["targets"][2]["key"], "generate_speedup");
+  for (const auto& t : report["targets"]) {
+    const std::string v = t["verdict"];
+    EXPECT_TRUE(v == "met" || v == "not met" || v == "within noise") << t.dump();
+  }
+  // The curves' held-out slice: the 64 tokens of wiki.valid after the 384 trained on; no warning.
+  EXPECT_EQ(report["held_out"]["source"], "data.train (unused tail)");
+  EXPECT_EQ(report["held_out"]["token_begin"], 384);
+  EXPECT_EQ(report["held_out"]["token_end"], 448);
+  EXPECT_TRUE(report["warnings"].empty());
+  const std::string md = read_file((dir / "run/report.md").string());
+  EXPECT_NE(md.find("(`generate_speedup`)"), std::string::npos) << md;
+  EXPECT_NE(md.find("tokens 384–448 of `"), std::string::npos) << md;
   EXPECT_TRUE(fs::exists(dir / "run/report.md"));
   EXPECT_TRUE(fs::exists(dir / "run/curves.svg"));
   EXPECT_TRUE(fs::exists(dir / "run/teacher_cache/topk.kdlm"));
@@ -79,15 +99,33 @@ TEST(DistillLmE2ETest, TokenModeWithCacheReportResumeAndPerplexity) {
 TEST(DistillLmE2ETest, SequenceAndGkdModes) {
   const auto dir = test::temp_dir("distill_lm_e2e_modes");
   write_config(dir);
+  const std::string eval_file = test::shared_data("wikitext2/wiki.test.tokens");
   for (const std::string mode : {"sequence", "gkd"}) {
+    // GKD's curves are measured on the evaluation file through data.valid: allowed, and warned.
+    const std::string valid = mode == "gkd" ? " --set data.valid=" + eval_file : "";
     auto r = run_kd("distill-lm --config lm.yaml --run-dir run_" + mode + " --set distill.mode=" + mode +
                         " --set baseline=false --set data.train_tokens=128 --set distill.generate.prompt_tokens=8"
-                        " --set distill.generate.new_tokens=8 --set distill.gkd_lambda=0.5",
+                        " --set distill.generate.new_tokens=8 --set distill.gkd_lambda=0.5" + valid,
                     dir);
     ASSERT_EQ(r.code, 0) << mode << ": " << r.err;
     const auto report = read_json((dir / ("run_" + mode) / "report.json").string());
     EXPECT_EQ(report["settings"]["mode"], mode);
     EXPECT_FALSE(report.contains("baseline"));
+    EXPECT_EQ(report["targets"][1]["verdict"], "not measured") << mode;  // no baseline to compare with
+    const std::string md = read_file((dir / ("run_" + mode) / "report.md").string());
+    if (mode == "gkd") {
+      EXPECT_EQ(report["held_out"]["source"], "data.valid");
+      EXPECT_EQ(report["held_out"]["token_begin"], 0);
+      EXPECT_EQ(report["held_out"]["token_end"], 64);
+      ASSERT_EQ(report["warnings"].size(), 1u);
+      EXPECT_NE(report["warnings"][0].get<std::string>().find("selection on the reported set"), std::string::npos);
+      EXPECT_NE(md.find("Warning: selection on the reported set"), std::string::npos) << md;
+      EXPECT_NE(r.err.find("selection on the reported set"), std::string::npos) << r.err;
+    } else {
+      EXPECT_EQ(report["held_out"]["source"], "data.train (unused tail)");
+      EXPECT_TRUE(report["warnings"].empty());
+      EXPECT_EQ(md.find("Warning"), std::string::npos) << md;
+    }
   }
 }
 
@@ -99,6 +137,8 @@ TEST(DistillLmE2ETest, BadInputIsOneErrorLine) {
   };
   for (const auto& c : std::vector<Case>{{"distill.divergence=kl", "known divergences: fkl, rkl, jsd, tvd, skew_kl, skew_rkl"},
                                          {"distill.chunk=0", "distill.chunk"},
+                                         {"data.train_tokens=0", "data.valid"},
+                                         {"report.targets.speedup_b1=3", "unknown target 'speedup_b1'"},
                                          {"distill.gkd_lambda=2", "[0, 1]"},
                                          {"student.num_layers=2", "not smaller than the teacher"}}) {
     const auto r = run_kd("distill-lm --config lm.yaml --overwrite --set " + c.set, dir);

@@ -1,7 +1,9 @@
 // LmDistillTest: the pieces of kd distill-lm on tiny random decoders — the student's initialization from
 // teacher layers and its size checks, forward_hidden against forward, perplexity against a direct
 // computation, the top-k teacher cache (round trip, key mismatch, truncation, corruption), the config's
-// bad values, and a few training steps in each mode (token, sequence, gkd) and for the baseline.
+// bad values and declared targets, the curves' held-out slice (data.valid, else the unused tail of
+// data.train, never data.eval) with its warnings, and a few training steps in each mode (token,
+// sequence, gkd) and for the baseline.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,6 +17,7 @@
 #include "kd/knowledge/lm_topk_cache.h"
 #include "kd/models/lm_student.h"
 #include "kd/train/lm_trainer.h"
+#include "../expect_error.h"
 #include "../models/tiny_llama.h"
 #include "../test_paths.h"
 
@@ -155,7 +158,7 @@ TEST(LmDistillTest, TopKCacheRoundTripAndChecks) {
 }
 
 TEST(LmDistillTest, ConfigBadValuesAreConfigErrors) {
-  const std::string base = "teacher: t.gguf\ndata: {train: a.txt, eval: b.txt}\n";
+  const std::string base = "teacher: t.gguf\ndata: {train: a.txt, eval: b.txt, train_tokens: 1024}\n";
   auto load = [&](const std::string& extra, const std::vector<std::string>& overrides = {}) {
     auto c = Config::from_string(base + extra, "<test>", overrides);
     return LmDistillOptions::from(c.root());
@@ -183,6 +186,166 @@ TEST(LmDistillTest, ConfigBadValuesAreConfigErrors) {
     EXPECT_NE(std::string(e.what()).find("train.warmup"), std::string::npos) << e.what();
   }
   EXPECT_THROW(load("train: {weight_decay: -0.1}\n"), ConfigError);
+}
+
+// report.targets is read with the LM keys; every key of the section counts as used.
+TEST(LmDistillTest, ConfigDeclaresTargets) {
+  const std::string base = "teacher: t.gguf\ndata: {train: a.txt, eval: b.txt, train_tokens: 1024}\n";
+  auto c = Config::from_string(base + "report: {targets: {generate_speedup: 3, non_embedding_ratio: 0.25}}\n");
+  const auto o = LmDistillOptions::from(c.root());
+  EXPECT_NO_THROW(c.check_all_used());
+  ASSERT_EQ(o.targets.size(), 2u);
+  EXPECT_EQ(o.targets[0].key, "generate_speedup");
+  EXPECT_DOUBLE_EQ(o.targets[0].value, 3.0);
+  EXPECT_EQ(o.targets[1].key, "non_embedding_ratio");
+  auto none = Config::from_string(base);
+  EXPECT_TRUE(LmDistillOptions::from(none.root()).targets.empty());
+  EXPECT_NO_THROW(none.check_all_used());
+  test::expect_error<ConfigError>(
+      [&] {
+        auto bad = Config::from_string(base + "report: {targets: {speedup_b1: 3}}\n");
+        LmDistillOptions::from(bad.root());
+      },
+      {"unknown target 'speedup_b1'"});
+  test::expect_error<ConfigError>(
+      [&] {
+        auto bad = Config::from_string(base + "report: {targets: {generate_speedup: 0}}\n");
+        LmDistillOptions::from(bad.root());
+      },
+      {"report.targets.generate_speedup", "> 0"});
+  // A key beside targets is not understood.
+  auto extra = Config::from_string(base + "report: {targets: {generate_speedup: 3}, title: x}\n");
+  LmDistillOptions::from(extra.root());
+  EXPECT_THROW(extra.check_all_used(), ConfigError);
+}
+
+// The shipped config declares the README's targets and uses every key.
+TEST(LmDistillTest, Wikitext2ConfigDeclaresTheReadmeTargets) {
+  auto c = Config::load(test::source_dir() + "/configs/wikitext2_distill_lm.yaml");
+  const auto o = LmDistillOptions::from(c.root());
+  EXPECT_NO_THROW(c.check_all_used());
+  ASSERT_EQ(o.targets.size(), 3u);
+  EXPECT_EQ(o.targets[0].key, "non_embedding_ratio");
+  EXPECT_DOUBLE_EQ(o.targets[0].value, 0.25);
+  EXPECT_EQ(o.targets[1].key, "perplexity_below_baseline");
+  EXPECT_DOUBLE_EQ(o.targets[1].value, 1.0);
+  EXPECT_EQ(o.targets[2].key, "generate_speedup");
+  EXPECT_DOUBLE_EQ(o.targets[2].value, 3.0);
+  EXPECT_TRUE(o.valid_file.empty());  // the curves use the tail of wiki.valid after the training prefix
+  EXPECT_GT(o.train_tokens, 0);
+}
+
+// Curves need held-out text: with all of data.train used for training, data.valid must be named.
+TEST(LmDistillTest, ConfigWithoutHeldOutTextIsConfigError) {
+  auto load = [](const std::string& data, const std::string& extra = "") {
+    auto c = Config::from_string("teacher: t.gguf\ndata: {train: a.txt, eval: b.txt" + data + "}\n" + extra);
+    auto o = LmDistillOptions::from(c.root());
+    c.check_all_used();
+    return o;
+  };
+  test::expect_error<ConfigError>([&] { load(""); }, {"data.valid", "no unused part"});
+  EXPECT_EQ(load(", valid: v.txt").valid_file, "v.txt");
+  EXPECT_NO_THROW(load(", train_tokens: 100"));
+  EXPECT_NO_THROW(load("", "train: {curve_points: 0}\n"));
+  EXPECT_NO_THROW(load("", "train: {curve_eval_tokens: 0}\n"));
+  EXPECT_THROW(load(", valid: v.txt", "train: {curve_eval_tokens: -1}\n"), ConfigError);
+}
+
+// The slice: data.valid's start, else the train file's tokens after the training prefix; too few tokens
+// in either is a ConfigError naming data.valid, and the evaluation file is never read for it.
+TEST(LmDistillTest, HeldOutSliceIsNeverTheEvalFile) {
+  LmDistillOptions o;
+  o.train_file = "train.txt";
+  o.eval_file = "eval.txt";
+  o.train_tokens = 100;
+  o.curve_points = 4;
+  o.curve_eval_tokens = 30;
+  std::vector<std::string> read;
+  int64_t valid_size = 50;
+  const LmTokenizeFile tokenize = [&](const std::string& path, int64_t max_tokens) {
+    read.push_back(path);
+    const int64_t n = path == "eval.txt" ? 1000 : valid_size;
+    std::vector<int64_t> ids;
+    for (int64_t i = 0; i < (max_tokens > 0 ? std::min(n, max_tokens) : n); ++i) ids.push_back(1000 + i);
+    return ids;
+  };
+  std::vector<int64_t> train_read(130);
+  for (int64_t i = 0; i < 130; ++i) train_read[i] = i;
+
+  // The unused tail of data.train.
+  auto h = choose_lm_held_out(o, train_read, tokenize);
+  EXPECT_EQ(h.slice.source, "data.train (unused tail)");
+  EXPECT_EQ(h.slice.file, "train.txt");
+  EXPECT_EQ(h.slice.begin, 100);
+  EXPECT_EQ(h.slice.end, 130);
+  ASSERT_EQ(h.tokens.size(), 30u);
+  EXPECT_EQ(h.tokens.front(), 100);
+  EXPECT_EQ(h.tokens.back(), 129);
+  EXPECT_TRUE(read.empty());
+
+  // Too short a tail: an error naming data.valid, no fall-back to the evaluation file.
+  train_read.resize(120);
+  test::expect_error<ConfigError>([&] { choose_lm_held_out(o, train_read, tokenize); },
+                                  {"data.valid", "30 held-out tokens", "has 20"});
+  EXPECT_TRUE(read.empty());
+
+  // data.valid, when named, is used (its first curve_eval_tokens), whatever the train file holds.
+  o.valid_file = "valid.txt";
+  h = choose_lm_held_out(o, train_read, tokenize);
+  EXPECT_EQ(h.slice.source, "data.valid");
+  EXPECT_EQ(h.slice.file, "valid.txt");
+  EXPECT_EQ(h.slice.begin, 0);
+  EXPECT_EQ(h.slice.end, 30);
+  ASSERT_EQ(h.tokens.size(), 30u);
+  EXPECT_EQ(h.tokens.front(), 1000);
+  EXPECT_EQ(read, (std::vector<std::string>{"valid.txt"}));
+  valid_size = 10;
+  test::expect_error<ConfigError>([&] { choose_lm_held_out(o, train_read, tokenize); },
+                                  {"data.valid", "'valid.txt' has 10 tokens"});
+
+  // No curve perplexity asked for: no slice, nothing read.
+  read.clear();
+  o.curve_points = 0;
+  h = choose_lm_held_out(o, train_read, tokenize);
+  EXPECT_TRUE(h.slice.source.empty());
+  EXPECT_TRUE(h.tokens.empty());
+  EXPECT_TRUE(read.empty());
+}
+
+TEST(LmDistillTest, SelectionOnTheReportedSetIsWarned) {
+  const auto dir = test::temp_dir("lm_selection_warnings");
+  for (const char* f : {"train.txt", "valid.txt", "eval.txt"}) write_file_atomic((dir / f).string(), "text\n");
+  LmDistillOptions o;
+  o.train_file = (dir / "train.txt").string();
+  o.eval_file = (dir / "eval.txt").string();
+  LmHeldOutSlice tail{"data.train (unused tail)", o.train_file, 100, 130};
+  EXPECT_TRUE(lm_selection_warnings(o, tail).empty());
+
+  o.valid_file = (dir / "valid.txt").string();
+  LmHeldOutSlice valid{"data.valid", o.valid_file, 0, 30};
+  EXPECT_TRUE(lm_selection_warnings(o, valid).empty());
+
+  // data.valid is data.eval, spelled differently.
+  o.valid_file = (dir / "." / "eval.txt").string();
+  valid.file = o.valid_file;
+  auto w = lm_selection_warnings(o, valid);
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("selection on the reported set"), std::string::npos) << w[0];
+  EXPECT_NE(w[0].find("data.valid and data.eval are the same file"), std::string::npos) << w[0];
+
+  // The held-out part of data.train is in data.eval (and so is the training text).
+  o.valid_file.clear();
+  o.train_file = o.eval_file;
+  tail.file = o.train_file;
+  w = lm_selection_warnings(o, tail);
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_NE(w[0].find("selection on the reported set"), std::string::npos) << w[0];
+  EXPECT_NE(w[0].find("100–130"), std::string::npos) << w[0];
+  EXPECT_NE(w[1].find("trained on the reported set"), std::string::npos) << w[1];
+  // Files that do not exist yet compare by path.
+  o.train_file = "a.txt";
+  o.eval_file = "./a.txt";
+  EXPECT_EQ(lm_selection_warnings(o, {}).size(), 1u);
 }
 
 // A few steps of each mode reduce (or at least change) the objective without NaN.

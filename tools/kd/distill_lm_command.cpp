@@ -47,6 +47,12 @@ class DistillLmCommand : public Command {
                   "report in %s/report.md",
                   s.wall_seconds / 60.0, s.teacher_perplexity, s.student_perplexity, s.baseline_perplexity,
                   s.generate_speedup, options.run_dir.c_str()));
+    if (!s.verdicts.empty()) {
+      std::string v;
+      for (const auto& x : s.verdicts) v += (v.empty() ? "" : "; ") + x;
+      log_info("targets: " + v);
+    }
+    for (const auto& w : s.warnings) log_warn(w);
     return 0;
   }
 

@@ -16,6 +16,10 @@ std::string read_file(const std::string& path);  // IoError naming the file
 // Parses JSON; a syntax error is a FormatError naming the file and line.
 nlohmann::json read_json(const std::string& path);
 
+// Whether two paths from a config name one file: the same inode when both exist, else the same
+// absolute, normalized path. Empty paths name nothing. (Selection on the reported set is found this way.)
+bool same_file(const std::string& a, const std::string& b);
+
 // A checkpoint folder built under "<target>.tmp-<pid>" and renamed to <target> on commit(). If the
 // object is destroyed without commit() the staging folder is removed. An existing target is
 // replaced only at commit (old folder renamed aside, new one renamed in, old one deleted).

@@ -12,15 +12,23 @@
 // The baseline is the same student (same initialization and seed) trained on the same windows in the
 // same order for the same steps with cross-entropy only. All losses are chunked (chunked_lm_loss.h).
 //
+// Selection apart from reporting: the curves' held-out perplexity (the only figure a reader may use to
+// pick a step or a setting) is measured on data.valid when given, else on the tokens of data.train after
+// the training prefix — never on data.eval, which is scored once, after training, for the report. The
+// report names the slice (file, token range) and warns when it lies in the evaluation file.
+//
 // Run folder: config.yaml (resolved), student/ and baseline/ (causal_lm.h folders), *_train.json
 // (curves, so a finished student is not trained again on restart), teacher_cache/ (top-k cache),
 // report.json, report.md, curves.svg.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "kd/eval/lm_report.h"
+#include "kd/eval/targets.h"
 #include "kd/io/config.h"
 #include "kd/losses/token_divergence.h"
 #include "kd/models/lm_student.h"
@@ -42,6 +50,7 @@ struct LmDistillOptions {
   std::string teacher;          // GGUF file or model folder
   int64_t teacher_layers = 0;   // > 0: keep only the teacher's first layers (tiny test setups)
   std::string train_file, eval_file;
+  std::string valid_file;       // data.valid (optional): the curves' held-out slice is its first curve_eval_tokens
   int64_t train_tokens = 0;     // tokens of train_file used (0: all)
   int64_t eval_tokens = 0;      // prefix of eval_file scored (0: all)
   int64_t seq_len = 256;
@@ -69,12 +78,14 @@ struct LmDistillOptions {
   bool freeze_embeddings = false;  // keep the token embedding (and the tied head) at its initial value
   uint64_t seed = 0;
   int64_t curve_points = 10;     // curve points per student (held-out perplexity at each)
-  int64_t curve_eval_tokens = 4096;  // held-out slice for the curve: the end of train_file's unused part,
-                                     // else the start of eval_file
+  int64_t curve_eval_tokens = 4096;  // held-out slice for the curve (0: none): the start of valid_file,
+                                     // else the tokens of train_file after its first train_tokens
 
   bool baseline = true;
   int64_t eval_batch_size = 4;
   int64_t speed_prompt_tokens = 128, speed_new_tokens = 64, speed_warmup = 1, speed_repeats = 5;
+
+  std::vector<DeclaredTarget> targets;  // report.targets (lm_report.h lists the keys)
 
   bool resume = false;
   bool progress = true;
@@ -89,7 +100,28 @@ struct LmDistillSummary {
   double student_perplexity = 0, baseline_perplexity = 0, teacher_perplexity = 0;
   double generate_speedup = 0;
   double wall_seconds = 0;
+  std::vector<std::string> verdicts;  // "key: verdict" per declared target, as in the report
+  std::vector<std::string> warnings;  // the report's warnings
 };
+
+// Reads up to `max_tokens` token ids of a text file (0: all of it).
+using LmTokenizeFile = std::function<std::vector<int64_t>(const std::string& path, int64_t max_tokens)>;
+
+struct LmHeldOut {
+  LmHeldOutSlice slice;         // source empty: no held-out perplexity on the curves
+  std::vector<int64_t> tokens;  // the slice's ids
+};
+
+// The curves' held-out slice: the first curve_eval_tokens of data.valid when named; else the
+// curve_eval_tokens of `train_read` (what was read of data.train: train_tokens + curve_eval_tokens at
+// most) after its first train_tokens. ConfigError naming data.valid when the chosen source has fewer
+// tokens than asked — there is no fall-back to the evaluation file.
+LmHeldOut choose_lm_held_out(const LmDistillOptions& o, const std::vector<int64_t>& train_read,
+                             const LmTokenizeFile& tokenize);
+
+// Warnings for the report: "selection on the reported set: ..." when data.valid, or the held-out part of
+// data.train the curves use, is the data.eval file; "trained on the reported set: ..." when data.train is.
+std::vector<std::string> lm_selection_warnings(const LmDistillOptions& o, const LmHeldOutSlice& slice);
 
 LmDistillSummary run_lm_distill(const LmDistillOptions& options);
 
