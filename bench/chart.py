@@ -1,8 +1,9 @@
 """The benchmark's chart: a self-contained SVG (no plotting library) with three panels of horizontal bars:
 distillation examples/s per tool (linear axis), inference examples/s at batch 64 and inference latency
 at batch 1 (both on log axes, since the student and the teacher differ by an order of magnitude or more).
-kd's bars are blue, the Python peers' grey; every bar carries its value, and a run that failed or was
-skipped is drawn as a labelled gap rather than left out.
+kd's bars are blue, the Python peers' grey; every bar carries its value, a bar given a spread (the lowest
+and highest of several rounds) carries it as a whisker, and a run that failed or was skipped is drawn as a
+labelled gap rather than left out.
 """
 import math
 from xml.sax.saxutils import escape
@@ -35,12 +36,14 @@ def _ticks(lo, hi, log):
 
 
 def _panel(y, title, unit, bars, log, better):
-    """bars: [(label, value or None, is_kd)]. Returns (svg elements, height used)."""
+    """bars: [(label, value or None, is_kd)] or [(label, value or None, is_kd, low, high)], low and high the
+    spread drawn as a whisker (None: none). Returns (svg elements, height used)."""
+    bars = [tuple(b) + (None, None) if len(b) == 3 else tuple(b) for b in bars]
     out = [f'<text x="{PAD}" y="{y + 14}" font-size="14" font-weight="bold">{escape(title)}</text>',
            f'<text x="{WIDTH - PAD}" y="{y + 14}" font-size="11" text-anchor="end" fill="#555">'
            f'{escape(unit)}, {escape(better)} is better{", log axis" if log else ""}</text>']
     y += 26
-    values = [v for _, v, _ in bars if v is not None and v > 0]
+    values = [x for _, v, _, lo, hi in bars for x in (v, lo, hi) if x is not None and x > 0]
     plot_w = WIDTH - LABEL_W - PAD - 90
     if values:
         ticks = _ticks(min(values), max(values), log)
@@ -61,7 +64,7 @@ def _panel(y, title, unit, bars, log, better):
         out.append(f'<line x1="{x:.1f}" y1="{y}" x2="{x:.1f}" y2="{y + height}" stroke="#e3e3e3"/>')
         out.append(f'<text x="{x:.1f}" y="{y + height + 12}" font-size="10" text-anchor="middle" '
                    f'fill="#777">{_tick(t)}</text>')
-    for i, (label, v, is_kd) in enumerate(bars):
+    for i, (label, v, is_kd, lo_v, hi_v) in enumerate(bars):
         by = y + i * (BAR_H + GAP)
         out.append(f'<text x="{LABEL_W - 8}" y="{by + BAR_H * 0.7:.1f}" font-size="12" '
                    f'text-anchor="end">{escape(label)}</text>')
@@ -73,7 +76,14 @@ def _panel(y, title, unit, bars, log, better):
         w = max(1.0, xpos(v) - x0)
         color = KD_COLOR if is_kd else PEER_COLOR
         out.append(f'<rect x="{x0:.1f}" y="{by}" width="{w:.1f}" height="{BAR_H}" fill="{color}"/>')
-        out.append(f'<text x="{x0 + w + 5:.1f}" y="{by + BAR_H * 0.7:.1f}" font-size="11">{_fmt(v)}</text>')
+        end = x0 + w
+        if lo_v is not None and hi_v is not None and lo_v > 0 and hi_v > lo_v:
+            xl, xh, ym = xpos(lo_v), xpos(hi_v), by + BAR_H / 2
+            out.append(f'<line x1="{xl:.1f}" y1="{ym:.1f}" x2="{xh:.1f}" y2="{ym:.1f}" stroke="#222"/>')
+            for xw in (xl, xh):
+                out.append(f'<line x1="{xw:.1f}" y1="{by + 5}" x2="{xw:.1f}" y2="{by + BAR_H - 5}" stroke="#222"/>')
+            end = max(end, xh)
+        out.append(f'<text x="{end + 5:.1f}" y="{by + BAR_H * 0.7:.1f}" font-size="11">{_fmt(v)}</text>')
     out.append(f'<line x1="{LABEL_W}" y1="{y}" x2="{LABEL_W}" y2="{y + height}" stroke="#333"/>')
     return out, 26 + height + 30
 

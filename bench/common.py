@@ -5,7 +5,9 @@ the JSON result.
 Every Python peer (plain PyTorch, TextBrewer, transformers inference) imports these, so the peers differ
 only in the part being compared (who drives the step loop), never in data, tokenization, model shapes,
 loss or statistics. The statistics match kd's own (`src/eval/model_profile.cpp`): median, and the
-nearest-rank 90th percentile.
+nearest-rank 90th percentile. So do the row lists (`read_row_list`: the files bench/run_bench.py writes
+once and hands to every tool, kd included) and the warm-up rule (`WarmupRule`: at least N untimed steps
+or passes and at least S seconds of them, as `kd bench` applies it).
 """
 import argparse
 import csv
@@ -52,6 +54,48 @@ def read_rows(path, text_col, label_col=None):
         return [(r[ti], r[li] if li is not None else None) for r in reader if r]
 
 
+def read_row_list(path):
+    """A row list as kd reads it (`kd bench ... --rows`): one 0-based data-row index a line; blank lines
+    and lines starting with '#' are skipped."""
+    out = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if not line.isdigit():
+                sys.exit(f"{path}:{n}: {line!r} is not a row index (an integer >= 0)")
+            out.append(int(line))
+    if not out:
+        sys.exit(f"{path}: lists no rows")
+    return out
+
+
+def pick(items, indices, what):
+    """items[i] for i in indices (in that order, repeats allowed); exits naming the first bad index."""
+    bad = next((i for i in indices if i >= len(items)), None)
+    if bad is not None:
+        sys.exit(f"{what}: row {bad} is not among the {len(items)} rows")
+    return [items[i] for i in indices]
+
+
+class WarmupRule:
+    """The warm-up rule every tool of the benchmark applies (kd's SpeedOptions and `kd bench distill` too):
+    the first k steps (or passes) are untimed, k the least number >= n whose durations add up to >= s
+    seconds. done(k, seconds) says whether k finished steps that took `seconds` end the warm-up."""
+
+    def __init__(self, n, s):
+        if n < 0 or s < 0:
+            sys.exit("the warm-up needs steps >= 0 and seconds >= 0")
+        self.n, self.s = n, s
+
+    def done(self, k, seconds):
+        return k >= self.n and seconds >= self.s
+
+    def describe(self, unit="step", units="steps"):
+        return f"at least {self.n} {unit if self.n == 1 else units} and at least {self.s:g} s"
+
+
 def label_ids(rows, config):
     """Maps the label strings of `rows` to class ids through the teacher's config (label2id, id2label)."""
     label2id = {str(k): int(v) for k, v in (config.label2id or {}).items()}
@@ -68,13 +112,15 @@ def label_ids(rows, config):
 
 def make_collate(tokenizer, max_length):
     """The collate function of every distillation peer: tokenizes the batch's sentences on the fly
-    (padding to the longest row of the batch, truncation to max_length), as a tutorial loop does."""
+    (padding to the longest row of the batch, truncation to max_length), as a tutorial loop does. "rows"
+    holds each example's position in the pool (for the cached-logits mode)."""
     import torch
 
-    def collate(batch):  # batch: list of (text, label_id)
-        enc = tokenizer([t for t, _ in batch], padding=True, truncation=True, max_length=max_length,
+    def collate(batch):  # batch: list of (text, label_id, pool position)
+        enc = tokenizer([t for t, _, _ in batch], padding=True, truncation=True, max_length=max_length,
                         return_tensors="pt")
-        enc["labels"] = torch.tensor([y for _, y in batch], dtype=torch.long)
+        enc["labels"] = torch.tensor([y for _, y, _ in batch], dtype=torch.long)
+        enc["rows"] = torch.tensor([i for _, _, i in batch], dtype=torch.long)
         return dict(enc)
     return collate
 
@@ -160,8 +206,11 @@ def distill_args(description):
     p.add_argument("--epochs", type=int, default=3, help="only sets the schedule's length")
     p.add_argument("--clip-norm", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--rows", help="file of training-row indices (one a line, as bench/run_bench.py writes it): "
+                   "the pool every batch is drawn from (default: every row of --data)")
     p.add_argument("--steps", type=int, default=40, help="timed steps")
-    p.add_argument("--warmup", type=int, default=5, help="untimed steps before them")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps before them (at least)")
+    p.add_argument("--warmup-seconds", type=float, default=0.0, help="least time spent in untimed steps")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (teacher, student and batches)")
     p.add_argument("--out", help="also write the JSON result here")
@@ -171,26 +220,30 @@ def distill_args(description):
 def parse_distill_args(p):
     """Parses the peers' flags (distill_args plus a peer's own) and checks the step counts."""
     args = p.parse_args()
-    if args.steps < 1 or args.warmup < 0:
-        sys.exit("need --steps >= 1 and --warmup >= 0")
+    if args.steps < 1 or args.warmup < 0 or args.warmup_seconds < 0:
+        sys.exit("need --steps >= 1, --warmup >= 0 and --warmup-seconds >= 0")
     return args
 
 
 def load_teacher_and_data(args):
-    """What every peer starts from: the teacher's tokenizer, the teacher in eval mode, the training rows as
-    (text, label id) pairs and the collate function that pads a batch of them."""
+    """What every peer starts from: the teacher's tokenizer, the teacher in eval mode, the pool of training
+    rows (those of --rows, in that order, or all of --data) as (text, label id, pool position) triples, the
+    number of data rows in --data, and the collate function that pads a batch of them."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(args.teacher)
     teacher = AutoModelForSequenceClassification.from_pretrained(args.teacher).eval()
     rows = read_rows(args.data, args.text, args.label)
-    data = list(zip([t for t, _ in rows], label_ids(rows, teacher.config)))
-    return tokenizer, teacher, data, make_collate(tokenizer, args.max_length)
+    data_rows = len(rows)
+    if args.rows:
+        rows = pick(rows, read_row_list(args.rows), f"{args.rows} (rows of {args.data})")
+    data = [(t, y, i) for i, ((t, _), y) in enumerate(zip(rows, label_ids(rows, teacher.config)))]
+    return tokenizer, teacher, data, data_rows, make_collate(tokenizer, args.max_length)
 
 
 def settings(args):
     """The hyper-parameters echoed into every distillation result, so runs can be checked for equality."""
     keys = ("max_length", "batch_size", "embedding_dim", "hidden", "layers", "dropout", "temperature", "alpha",
-            "lr", "weight_decay", "warmup_ratio", "epochs", "clip_norm", "seed")
+            "lr", "weight_decay", "warmup_ratio", "epochs", "clip_norm", "seed", "rows", "warmup", "warmup_seconds")
     return {k: getattr(args, k) for k in keys}
 
 

@@ -6,12 +6,15 @@ on the CPU, with `torch.set_num_threads(--threads)`. TextBrewer owns the step lo
 from outside: the dataloader is wrapped so that every batch fetch is timestamped; the interval between two
 consecutive fetches is one whole step (fetching and tokenizing the batch, teacher forward under no_grad,
 student forward, loss, backward, clipping, AdamW step, schedule step, zero_grad, TextBrewer's per-step
-loss logging). The wrapper ends the epoch after --warmup + --steps + 1 batches: the first --warmup
-intervals are excluded, and the extra last batch keeps TextBrewer's end-of-epoch checkpoint save (into a
-temporary folder, deleted afterwards) outside the timed intervals.
+loss logging). Warm-up rule, the same as kd's and the PyTorch peer's (common.WarmupRule): the first k
+steps are untimed, k the least number >= --warmup whose intervals add up to >= --warmup-seconds; the
+wrapper ends the epoch at the fetch that closes the --steps-th timed interval. Its length, which
+TextBrewer reads to plan checkpoints, is an upper bound never reached, so no checkpoint is saved (the
+output folder is a temporary one, deleted afterwards).
 
-Why it is fair: data, tokenizing collate function, teacher, student, AdamW, linear schedule, clipping,
-batch size and threads are the very objects the plain-PyTorch peer uses (common.py). TextBrewer 0.2.1.post1
+What is the same as in the other peers: the pool of rows (--rows), tokenizing collate function, teacher,
+student, AdamW, linear schedule, clipping, batch size, seed, warm-up rule and threads are the very objects
+the plain-PyTorch peer uses (common.py). TextBrewer 0.2.1.post1
 has no 'kl' kd_loss_type (its KD_LOSS_MAP holds 'ce' and 'mse'); its 'ce' is
 -sum softmax(t/T) * log_softmax(s/T), i.e. KL(softmax(t/T) || softmax(s/T)) plus the teacher's entropy
 (constant for the student) and without the T^2 factor, so kd_loss_weight = alpha * T^2 with
@@ -29,24 +32,32 @@ import common
 
 
 class TimedLoader:
-    """An iterable of exactly n batches from an endless batch iterator; stamps[i] is the time batch i was
-    requested and stamps[n] the time the end was reached."""
+    """An iterable of batches from an endless batch iterator that stops itself: stamps[i] is the time
+    batch i was requested (so stamps[i + 1] - stamps[i] is step i); the first `first_timed` steps are the
+    warm-up (`rule`), and iteration ends at the fetch that closes the `steps`-th timed step."""
 
-    def __init__(self, source, n, now=time.perf_counter):
-        self.source, self.n, self.stamps, self.sizes, self.now = source, n, [], [], now
+    LENGTH = 10 ** 9  # what TextBrewer is told; never reached
+
+    def __init__(self, source, rule, steps, now=time.perf_counter):
+        self.source, self.rule, self.steps, self.now = source, rule, steps, now
+        self.stamps, self.sizes, self.first_timed = [], [], None
 
     def __len__(self):
-        return self.n
+        return self.LENGTH
 
     def __iter__(self):
-        self.stamps, self.sizes = [], []
-        for _ in range(self.n):
+        self.stamps, self.sizes, self.first_timed = [], [], None
+        while True:
+            i = len(self.stamps)
             self.stamps.append(self.now())
+            if self.first_timed is None and self.rule.done(i, self.stamps[i] - self.stamps[0]):
+                self.first_timed = i
+            if self.first_timed is not None and i == self.first_timed + self.steps:
+                return
             batch = next(self.source)
             self.sizes.append((batch["student"]["labels"].numel(), int(batch["student"]["attention_mask"].sum()),
                                batch["student"]["input_ids"].numel()))
             yield batch
-        self.stamps.append(self.now())
 
 
 def main():
@@ -63,12 +74,12 @@ def main():
     from textbrewer.presets import KD_LOSS_MAP
 
     device = common.device_of(torch, args.device)
-    tokenizer, teacher, data, collate = common.load_teacher_and_data(args)
+    tokenizer, teacher, data, data_rows, collate = common.load_teacher_and_data(args)
 
     def collate_tb(batch):
         """TextBrewer's two-model batch: the teacher gets the encoder inputs, the student also the labels."""
         enc = collate(batch)
-        teacher_in = {k: v for k, v in enc.items() if k != "labels"}
+        teacher_in = {k: v for k, v in enc.items() if k not in ("labels", "rows")}
         return {"teacher": teacher_in,
                 "student": {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
                             "labels": enc["labels"]}}
@@ -77,7 +88,7 @@ def main():
     student = common.make_student(len(tokenizer), teacher.config.num_labels, args.embedding_dim, args.hidden,
                                   args.layers, args.dropout, tokenizer.pad_token_id or 0)
     optimizer = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    total_steps = math.ceil(len(data) / args.batch_size) * args.epochs
+    total_steps = math.ceil(data_rows / args.batch_size) * args.epochs  # the schedule of a run over --data
 
     def batches():
         gen = torch.Generator().manual_seed(args.seed)
@@ -106,7 +117,7 @@ def main():
             common.sync(torch, device)
             return time.perf_counter()
 
-        loader = TimedLoader(batches(), args.warmup + args.steps + 1, now)
+        loader = TimedLoader(batches(), common.WarmupRule(args.warmup, args.warmup_seconds), args.steps, now)
         with distiller:  # teacher eval(), student train() for the duration
             distiller.train(optimizer, loader, num_epochs=1, max_grad_norm=args.clip_norm,
                             scheduler_class=get_linear_schedule_with_warmup,
@@ -115,16 +126,17 @@ def main():
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    s = loader.stamps
-    if len(s) != loader.n + 1:
-        sys.exit(f"TextBrewer consumed {len(s) - 1} of {loader.n} batches")
-    timed = range(args.warmup, args.warmup + args.steps)
+    s, k = loader.stamps, loader.first_timed
+    if k is None or len(s) != k + args.steps + 1:
+        sys.exit(f"TextBrewer stopped after {len(s) - 1} batches, before the {args.steps} timed steps were done")
+    timed = range(k, k + args.steps)
     times = [s[i + 1] - s[i] for i in timed]
     examples = sum(loader.sizes[i][0] for i in timed)
     tok_real = sum(loader.sizes[i][1] for i in timed)
     tok_padded = sum(loader.sizes[i][2] for i in timed)
     result = {
         "tool": "textbrewer", "mode": "live", "steps": args.steps, "warmup": args.warmup,
+        "warmup_seconds": args.warmup_seconds, "warmup_steps_done": k, "warmup_seconds_done": s[k] - s[0],
         "batch_size": args.batch_size,
         "ms_per_step_median": 1000 * common.median(times),
         "ms_per_step_p90": 1000 * common.percentile(times, 0.9),
@@ -141,7 +153,8 @@ def main():
                     "alpha*KL*T^2"),
         "tensorboard": args.tensorboard, "checkpoint_timed": False,
         "teacher": args.teacher, "teacher_attention": getattr(teacher.config, "_attn_implementation", None),
-        "data": args.data, "rows": len(data), "num_classes": teacher.config.num_labels,
+        "data": args.data, "data_rows": data_rows, "rows_file": args.rows, "pool_rows": len(data),
+        "num_classes": teacher.config.num_labels,
         "vocab_size": len(tokenizer),
         "student_parameters": sum(p.numel() for p in student.parameters()),
         "schedule_total_steps": total_steps,
