@@ -14,6 +14,7 @@
 #include "kd/io/atomic_file.h"
 #include "kd/io/safetensors.h"
 #include "../test_paths.h"  // tests/ is not on the include path
+#include "../tolerance.h"
 
 #include "expect_error.h"
 
@@ -533,6 +534,13 @@ class BertParityTest : public ::testing::Test {
 std::map<std::string, torch::Tensor>* BertParityTest::golden_ = nullptr;
 kd::BertModel* BertParityTest::model_ = nullptr;
 
+// How much of the float32 rounding bound (tests/tolerance.h) the worst element of `got` uses, for a value
+// `depth` layers deep (hidden.0, the embeddings and their LayerNorm, counts as one): at most 1 passes. The
+// longest reduction is the intermediate width (or the hidden width).
+double bound_used(const kd::BertOptions& o, int64_t depth, const torch::Tensor& got, const torch::Tensor& ref) {
+  return kd::test::tolerance_ratio(got, ref, std::max(o.hidden_size, o.intermediate_size), depth);
+}
+
 // Max abs difference over all positions and over real (unpadded) query positions only.
 std::pair<double, double> hidden_diffs(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& mask) {
   const auto d = (a - b).abs().amax(-1);  // (B, T)
@@ -557,25 +565,34 @@ TEST_F(BertParityTest, EveryLayerMatchesHuggingFace) {
   const auto& mask = g("attention_mask");
   torch::NoGradGuard no_grad;
   const auto out = (*model_)->forward(g("input_ids"), g("token_type_ids"), mask, {true, true});
-  const int64_t n = (*model_)->options().num_hidden_layers;
+  const auto& o = (*model_)->options();
+  const int64_t n = o.num_hidden_layers;
   std::printf("[bert parity] batch %ld x %ld\n", static_cast<long>(mask.size(0)), static_cast<long>(mask.size(1)));
   for (int64_t i = 0; i <= n; ++i) {
     const std::string k = "hidden." + std::to_string(i);
     const auto [all, real] = hidden_diffs(out.feature(k), g(k), mask);
-    std::printf("[bert parity] %-9s max |diff| %.3g (real tokens %.3g)\n", k.c_str(), all, real);
-    EXPECT_LE(all, 1e-4) << k;
+    const double used = bound_used(o, i, out.feature(k), g(k));
+    std::printf("[bert parity] %-9s max |diff| %.3g (real tokens %.3g), %.3g of the rounding bound\n", k.c_str(), all,
+                real, used);
+    EXPECT_LE(used, 1.0) << k;
+    // The bound is far below what a wrong layer would give: the previous layer's output is more than 10
+    // bounds away (measured: more than 100).
+    if (i > 0) EXPECT_GT(bound_used(o, i, g("hidden." + std::to_string(i - 1)), g(k)), 10.0) << k;
   }
   for (int64_t i = 1; i <= n; ++i) {
     const std::string k = "attn." + std::to_string(i);
-    const double d = max_abs_diff(out.feature(k), g(k));
-    std::printf("[bert parity] %-9s max |diff| %.3g\n", k.c_str(), d);
-    EXPECT_LE(d, 1e-4) << k;
+    const double d = max_abs_diff(out.feature(k), g(k)), used = bound_used(o, i, out.feature(k), g(k));
+    std::printf("[bert parity] %-9s max |diff| %.3g, %.3g of the rounding bound\n", k.c_str(), d, used);
+    EXPECT_LE(used, 1.0) << k;
   }
   const double last = max_abs_diff(out.feature("last_hidden"), g("last_hidden"));
   const double pooled = max_abs_diff(out.feature("pooled"), g("pooled"));
-  std::printf("[bert parity] last_hidden max |diff| %.3g, pooled %.3g\n", last, pooled);
-  EXPECT_LE(last, 1e-4);
-  EXPECT_LE(pooled, 1e-4);
+  const double used_last = bound_used(o, n, out.feature("last_hidden"), g("last_hidden"));
+  const double used_pooled = bound_used(o, n + 1, out.feature("pooled"), g("pooled"));
+  std::printf("[bert parity] last_hidden max |diff| %.3g, pooled %.3g (%.3g and %.3g of the rounding bound)\n", last,
+              pooled, used_last, used_pooled);
+  EXPECT_LE(used_last, 1.0);
+  EXPECT_LE(used_pooled, 1.0);
 }
 
 TEST_F(BertParityTest, FusedAttentionPathMatchesHuggingFace) {
@@ -583,13 +600,17 @@ TEST_F(BertParityTest, FusedAttentionPathMatchesHuggingFace) {
   const auto out = (*model_)->forward(g("input_ids"), g("token_type_ids"), g("attention_mask"));
   const auto [all, real] = hidden_diffs(out.feature("last_hidden"), g("last_hidden"), g("attention_mask"));
   const double pooled = max_abs_diff(out.feature("pooled"), g("pooled"));
-  std::printf("[bert parity] fused: last_hidden max |diff| %.3g (real tokens %.3g), pooled %.3g\n", all, real, pooled);
-  EXPECT_LE(real, 1e-4);
-  EXPECT_LE(pooled, 1e-4);
-  // Rows of padding tokens come out of the fused kernel slightly further from the eager reference
-  // (7.7e-5 here; Hugging Face's own SDPA path differs from its eager path by the same 7.6e-5), so
-  // they get a looser bound. Nothing downstream reads them: losses and poolers mask them out.
-  EXPECT_LE(all, 5e-4);
+  const auto& o = (*model_)->options();
+  const double used_last = bound_used(o, o.num_hidden_layers, out.feature("last_hidden"), g("last_hidden"));
+  const double used_pooled = bound_used(o, o.num_hidden_layers + 1, out.feature("pooled"), g("pooled"));
+  std::printf("[bert parity] fused: last_hidden max |diff| %.3g (real tokens %.3g), pooled %.3g (%.3g and %.3g of the "
+              "rounding bound)\n", all, real, pooled, used_last, used_pooled);
+  // Every row, padding rows included: they come out of both paths further from the eager reference than
+  // real rows (up to 2.8e-4 against 1e-5 on an AMD EPYC; Hugging Face's own SDPA path differs from its
+  // eager path by as much), but inside the same bound. Nothing downstream reads them: losses and poolers
+  // mask them out.
+  EXPECT_LE(used_last, 1.0);
+  EXPECT_LE(used_pooled, 1.0);
 }
 
 TEST_F(BertParityTest, ClassifierMatchesHuggingFace) {
@@ -602,7 +623,9 @@ TEST_F(BertParityTest, ClassifierMatchesHuggingFace) {
   torch::NoGradGuard no_grad;
   const auto out = cls->forward(want.at("input_ids"), want.at("token_type_ids"), want.at("attention_mask"));
   const double d = max_abs_diff(out.logits, want.at("logits"));
-  std::printf("[bert parity] classifier logits max |diff| %.3g (logit scale %.3g)\n", d,
-              want.at("logits").abs().max().item<double>());
-  EXPECT_LE(d, 1e-4);
+  // Through the encoder, the pooler and the head.
+  const double used = bound_used(opts, opts.num_hidden_layers + 2, out.logits, want.at("logits"));
+  std::printf("[bert parity] classifier logits max |diff| %.3g (logit scale %.3g), %.3g of the rounding bound\n", d,
+              want.at("logits").abs().max().item<double>(), used);
+  EXPECT_LE(used, 1.0);
 }

@@ -17,6 +17,7 @@
 #include "kd/text/chat_template.h"
 #include "../test_paths.h"  // tests/ is not on the include path
 #include "../text/tiny_bpe.h"
+#include "../tolerance.h"
 #include "tiny_llama.h"
 
 namespace fs = std::filesystem;
@@ -278,7 +279,9 @@ std::string CausalLmParityTest::folder_;
 TEST_F(CausalLmParityTest, FolderReloadsBitExact) {
   auto back = kd::load_causal_lm(folder_);
   expect_same_tokenizer(gguf_->tokenizer, back.tokenizer);
-  for (const auto& text : wiki_lines(500)) EXPECT_EQ(back.tokenizer.encode(text), gguf_->tokenizer.encode(text)) << text;
+  const auto lines = wiki_lines(500);
+  ASSERT_EQ(lines.size(), 500u);
+  for (const auto& text : lines) EXPECT_EQ(back.tokenizer.encode(text), gguf_->tokenizer.encode(text)) << text;
   for (const auto& p : prompts()) {
     const auto ids = gguf_->tokenizer.encode(p);
     EXPECT_TRUE(torch::equal(logits(back.model, ids), logits(gguf_->model, ids))) << p;
@@ -291,6 +294,7 @@ TEST_F(CausalLmParityTest, TransformersReadsTheFolder) {
   const auto& tok = gguf_->tokenizer;
   json expect = {{"texts", json::array()}, {"ids", json::array()}, {"prompts", json::array()}};
   auto texts = wiki_lines(300);
+  ASSERT_EQ(texts.size(), 300u);
   for (const std::string extra : {"Café 1/2 ½ 3.14 😀 日本語", "  two  spaces\tand tab", "<|im_start|>user\nHi<|im_end|>"})
     texts.push_back(extra);
   for (const auto& t : texts) {
@@ -303,6 +307,13 @@ TEST_F(CausalLmParityTest, TransformersReadsTheFolder) {
                     {"prompt", kd::chat_prompt(tok, "What is the capital of France?")}};
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   const auto ps = prompts();
+  ASSERT_EQ(ps.size(), 2u) << "a wikitext line of 40 to 100 tokens and the chat prompt";
+  // transformers' logits must lie within rounding of kd's: the float32 bound of tests/tolerance.h for the
+  // model's widths and depth, relative to each logit's size (|logit| + the rms of the logits), which
+  // check_llm_folder.py applies.
+  const auto& o = gguf_->model->options();
+  expect["logits_relative_bound"] = kd::test::relative_rounding_bound(
+      kd::test::kEps32, std::max(o.hidden_size, o.intermediate_size), o.num_layers + 1);
   for (size_t i = 0; i < ps.size(); ++i) {
     const auto ids = tok.encode(ps[i]);
     expect["prompts"].push_back(ids);

@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <set>
 
@@ -123,6 +124,17 @@ std::vector<json> read_jsonl(const std::string& name) {
   return rows;
 }
 
+// The lines of a wikitext-2 file that hold more than whitespace, counted here from the file itself: the
+// golden sets are "every non-empty line", and a set that lost lines on the way must fail, not match.
+size_t nonblank_lines(const std::string& name) {
+  std::ifstream in(kd::test::shared_data("wikitext2/" + name), std::ios::binary);
+  EXPECT_TRUE(in.good()) << name;
+  size_t n = 0;
+  for (std::string line; std::getline(in, line);)
+    if (line.find_first_not_of(" \t\r\v\f") != std::string::npos) ++n;
+  return n;
+}
+
 // Encodes every row and counts the texts whose ids differ; prints the first few.
 size_t mismatches(const kd::BpeTokenizer& tok, const std::vector<json>& rows, const std::string& what) {
   size_t bad = 0;
@@ -152,9 +164,12 @@ TEST_F(BpeTokenizerParityTest, GgufMetadataGivesTheSmolLMTokenizer) {
 }
 
 TEST_F(BpeTokenizerParityTest, IdsMatchOnAllOfWikitext2AndHardCases) {
+  const std::map<std::string, size_t> file_lines = {{"wiki_test", nonblank_lines("wiki.test.tokens")},
+                                                    {"wiki_valid", nonblank_lines("wiki.valid.tokens")}};
   for (const std::string set : {"wiki_test", "wiki_valid", "hard_cases"}) {
     const auto rows = read_jsonl("tokens_smollm_" + set + ".jsonl");
     ASSERT_GT(rows.size(), 40u);
+    if (file_lines.count(set)) EXPECT_EQ(rows.size(), file_lines.at(set)) << set << ": rows compared vs lines in the file";
     EXPECT_EQ(mismatches(*tok_, rows, "smollm " + set), 0u) << "of " << rows.size();
     for (const auto& r : rows) {  // and decoding gives every text back
       const std::string text = r["text"];
@@ -167,8 +182,13 @@ TEST_F(BpeTokenizerParityTest, IdsMatchOnAllOfWikitext2AndHardCases) {
 TEST_F(BpeTokenizerParityTest, Gpt2PreTokenizerMatchesTheStockConverter) {
   kd::BpeTokenizer gpt2 = *tok_;
   gpt2.set_pre_tokenizer(kd::BpePreTokenizer::Gpt2);
-  for (const std::string set : {"wiki_test", "wiki_valid", "hard_cases"})
-    EXPECT_EQ(mismatches(gpt2, read_jsonl("tokens_gpt2_" + set + ".jsonl"), "gpt2 " + set), 0u);
+  for (const std::string set : {"wiki_test", "wiki_valid", "hard_cases"}) {
+    const auto rows = read_jsonl("tokens_gpt2_" + set + ".jsonl");
+    if (set != "hard_cases")
+      EXPECT_EQ(rows.size(), nonblank_lines(set == "wiki_test" ? "wiki.test.tokens" : "wiki.valid.tokens")) << set;
+    EXPECT_EQ(rows.size(), read_jsonl("tokens_smollm_" + set + ".jsonl").size()) << set;
+    EXPECT_EQ(mismatches(gpt2, rows, "gpt2 " + set), 0u) << set << " of " << rows.size();
+  }
 }
 
 TEST_F(BpeTokenizerParityTest, TokenizerJsonLoadsTheSameTokenizer) {

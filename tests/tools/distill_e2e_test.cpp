@@ -72,7 +72,7 @@ void write_setup(const fs::path& dir) {
   save_teacher(dir / "teacher", 0.0);
   std::ofstream cfg(dir / "distill.yaml");
   cfg << "run_dir: run\nteacher: teacher\n"
-      << "data: {train: train.tsv, valid: dev.tsv, text: sentence, label: label}\n"
+      << "data: {train: train.tsv, valid_fraction: 0.1, test: dev.tsv, text: sentence, label: label}\n"
       << "student: {type: bilstm, embedding_dim: 32, hidden: 24, init_embeddings: teacher}\n"
       << "distill: {temperature: 2.0, alpha: 0.5}\n"
       << "train: {epochs: 2, batch_size: 32, lr: 2.0e-3, checkpoint_every: 3}\n"
@@ -103,6 +103,43 @@ TEST_F(DistillE2ETest, WritesStudentsReportAndPlots) {
   const auto report = read_json((dir_ / "run/report.json").string());
   EXPECT_TRUE(report.dump().find("retention") != std::string::npos) << report.dump(1);
   EXPECT_NE(first_.out.find("teacher"), std::string::npos) << "the report table is printed";
+}
+
+// The report's figures are what the saved models score: each seed's chosen checkpoint and the teacher,
+// run again by `kd eval` on the test file, give the accuracies report.json recorded; the checkpoints and
+// the deployable student were chosen on the held-out slice of train.tsv, which the report records.
+TEST_F(DistillE2ETest, ReportedFiguresAreWhatTheSavedModelsScore) {
+  ASSERT_EQ(first_.code, 0) << first_.err;
+  const auto report = read_json((dir_ / "run/report.json").string());
+  auto eval_accuracy = [&](const std::string& model) {
+    auto r = run_kd("eval --model " + model + " --data dev.tsv --batch-size 128 --out ev.json --log-level warn", dir_);
+    EXPECT_EQ(r.code, 0) << r.err;
+    return read_json((dir_ / "ev.json").string()).at("accuracy").get<double>();
+  };
+  EXPECT_EQ(report.at("test_file").get<std::string>(), "dev.tsv");
+  EXPECT_EQ(report.at("data").at("holdout_row_ids").size(), 16u);  // 10% of 160 rows
+  EXPECT_EQ(report.at("data").at("reported_rows").get<int64_t>(), 40);
+  EXPECT_TRUE(report.at("warnings").empty()) << report.at("warnings").dump();
+  EXPECT_DOUBLE_EQ(report.at("teacher").at("accuracy").at(0).get<double>(), eval_accuracy("teacher"));
+  const std::vector<int> seeds = {1, 2};
+  size_t best = 0;
+  for (size_t i = 0; i < seeds.size(); ++i) {
+    for (const std::string kind : {"distilled", "baseline"}) {
+      SCOPED_TRACE(kind + " seed " + std::to_string(seeds[i]));
+      const std::string part = "run/seed-" + std::to_string(seeds[i]) + "/" + kind;
+      EXPECT_DOUBLE_EQ(report.at(kind).at("accuracy").at(i).get<double>(), eval_accuracy(part + "/best"));
+      // The validation figure is the chosen checkpoint's, from the training history.
+      const auto result = read_json((dir_ / part / "result.json").string());
+      EXPECT_DOUBLE_EQ(report.at(kind).at("valid_accuracy").at(i).get<double>(),
+                       result.at("best").at("accuracy").get<double>());
+    }
+    if (report.at("distilled").at("valid_accuracy").at(i).get<double>() >
+        report.at("distilled").at("valid_accuracy").at(best).get<double>())
+      best = i;
+  }
+  EXPECT_EQ(read_file((dir_ / "run/student/model.safetensors").string()),
+            read_file((dir_ / ("run/seed-" + std::to_string(seeds[best]) + "/distilled/best/model.safetensors")).string()))
+      << "the deployable student is the seed best on the validation slice";
 }
 
 TEST_F(DistillE2ETest, ResumeKeepsFinishedPartsAndRedoesTheRest) {
@@ -195,6 +232,10 @@ TEST(DistillE2EBadInputTest, EachCaseIsOneLineErrorAndNoReport) {
       {"--set data.train=bad_labels.tsv", "bad_labels.tsv"},
       {"--set teacher=missing_teacher", "missing_teacher"},
       {"--set distill.augment.copies=2 --set distill.augment.swap_prob=1.5", "distill.augment.swap_prob"},
+      {"--set report.targets.speedup=10", "unknown target 'speedup'"},
+      {"--set report.targets.retention=-1", "report.targets.retention"},
+      {"--set data.valid_fraction=0.001", "data.valid_fraction"},
+      {"--set data.valid_max_rows=0", "data.valid_max_rows"},
   };
   for (const auto& c : cases) {
     fs::remove_all(dir / "run");
@@ -218,32 +259,39 @@ TEST(DistillE2EBadInputTest, EachCaseIsOneLineErrorAndNoReport) {
   EXPECT_FALSE(fs::exists(dir / "run2/report.json"));
 }
 
-// --device cuda for distill, eval, predict and bench: on a GPU machine the models run there (the report,
-// eval's JSON and bench's JSON say so) and the distilled student matches the CPU run's accuracy; on a
-// machine without one each is the one-line ConfigError, and distill writes no run folder.
-TEST(DistillE2EDeviceTest, CudaRunsThereOrFailsInOneLineWithNoRunFolder) {
+// --device cuda for distill, eval, predict, cache and bench on a machine without a GPU: each is the one-line
+// ConfigError, and distill writes no run folder. (Where a GPU is visible there is no refusal: skipped.)
+TEST(DistillE2EDeviceTest, CudaWithoutADeviceFailsInOneLineWithNoRunFolder) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "a CUDA device is visible: there is no refusal to check";
+  const auto dir = test::temp_dir("e2e_distill_no_cuda");
+  write_setup(dir);
+  const std::string small = " --set report.seeds=[1] --set train.epochs=1 --set report.baseline=false";
+  auto r = run_kd("distill --config distill.yaml --device cuda" + small, dir);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(error_lines(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("kd: error: --device cuda: no CUDA device is visible"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("(hint: use --device cpu)"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "run")) << "nothing of the run folder is written";
+  for (const char* args : {"eval --model teacher --data dev.tsv --out eval.json", "predict --model teacher",
+                           "cache --teacher teacher --data dev.tsv --out dev.kdc",
+                           "bench infer --model teacher --data dev.tsv --repeats 1 --warmup 0"}) {
+    auto e = run_kd(std::string(args) + " --device cuda", dir, (dir / "dev.tsv").string());
+    EXPECT_EQ(e.code, 2) << args << ": " << e.err;
+    EXPECT_EQ(error_lines(e.err), 1u) << args << ": " << e.err;
+    EXPECT_NE(e.err.find("--device cuda: no CUDA device is visible"), std::string::npos) << args << ": " << e.err;
+  }
+  EXPECT_FALSE(fs::exists(dir / "eval.json"));
+  EXPECT_FALSE(fs::exists(dir / "dev.kdc"));
+}
+
+// --device cuda on a GPU machine: the models run there (the report, eval's JSON and bench's JSON say so)
+// and the distilled student matches the CPU run's accuracy. Without a GPU: skipped, not passed.
+TEST(DistillE2EDeviceTest, CudaRunsThereAndMatchesTheCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible";
   const auto dir = test::temp_dir("e2e_distill_cuda");
   write_setup(dir);
   const std::string small = " --set report.seeds=[1] --set train.epochs=1 --set report.baseline=false";
   auto r = run_kd("distill --config distill.yaml --device cuda" + small, dir);
-  if (!torch::cuda::is_available()) {
-    EXPECT_EQ(r.code, 2) << r.err;
-    EXPECT_EQ(error_lines(r.err), 1u) << r.err;
-    EXPECT_NE(r.err.find("kd: error: --device cuda: no CUDA device is visible"), std::string::npos) << r.err;
-    EXPECT_NE(r.err.find("(hint: use --device cpu)"), std::string::npos) << r.err;
-    EXPECT_FALSE(fs::exists(dir / "run")) << "nothing of the run folder is written";
-    for (const char* args : {"eval --model teacher --data dev.tsv --out eval.json", "predict --model teacher",
-                             "cache --teacher teacher --data dev.tsv --out dev.kdc",
-                             "bench infer --model teacher --data dev.tsv --repeats 1 --warmup 0"}) {
-      auto e = run_kd(std::string(args) + " --device cuda", dir, (dir / "dev.tsv").string());
-      EXPECT_EQ(e.code, 2) << args << ": " << e.err;
-      EXPECT_EQ(error_lines(e.err), 1u) << args << ": " << e.err;
-      EXPECT_NE(e.err.find("--device cuda: no CUDA device is visible"), std::string::npos) << args << ": " << e.err;
-    }
-    EXPECT_FALSE(fs::exists(dir / "eval.json"));
-    EXPECT_FALSE(fs::exists(dir / "dev.kdc"));
-    return;
-  }
   ASSERT_EQ(r.code, 0) << r.err;
   const auto report = read_json((dir / "run/report.json").string());
   EXPECT_EQ(report.at("settings").at("device").get<std::string>(), "cuda");

@@ -50,7 +50,7 @@ fs::path write_setup(const fs::path& dir, const std::string& extra = "") {
   std::ofstream cfg(dir / "teacher.yaml");
   cfg << "run_dir: run\n"
       << "model: {type: bert, path: " << test::model_dir() << ", max_length: 48}\n"
-      << "data: {train: train.tsv, valid: dev.tsv, text: sentence, label: label}\n"
+      << "data: {train: train.tsv, valid_fraction: 0.1, test: dev.tsv, text: sentence, label: label}\n"
       << "train: {epochs: 2, batch_size: 16, lr: 1.0e-4, eval_every: 4, checkpoint_every: 3, seed: 7}\n"
       << extra;
   return dir / "teacher.yaml";
@@ -71,8 +71,19 @@ TEST(TrainTeacherE2ETest, TrainsSavesAndLoadsInKdAndTransformers) {
                         "run/best/config.json", "run/best/vocab.txt", "run/best/labels.json", "run/last/optimizer.pt"})
     EXPECT_TRUE(fs::exists(dir / f)) << f;
   const auto summary = read_json((dir / "run/summary.json").string());
-  EXPECT_EQ(summary["steps"].get<int64_t>(), 12);  // 2 epochs x 6 batches
-  EXPECT_GT(summary["best"]["accuracy"].get<double>(), 0.0);
+  EXPECT_EQ(summary["steps"].get<int64_t>(), 12);  // 2 epochs x 6 batches of the 86 rows left after the slice
+  // Checkpoints chosen on a 10-row slice held out of train.tsv (recorded), the figure measured on dev.tsv.
+  EXPECT_EQ(summary["data"]["holdout_row_ids"].size(), 10u);
+  EXPECT_EQ(summary["train_rows"].get<int64_t>(), 86);
+  EXPECT_EQ(summary["test"]["rows"].get<int64_t>(), 48);
+  EXPECT_TRUE(summary["warnings"].empty()) << summary["warnings"].dump();
+  // The recorded test accuracy is what the saved model scores when run again.
+  {
+    auto ev = run_kd("eval --model run/best --data dev.tsv --batch-size 128 --out ev.json --log-level warn", dir);
+    ASSERT_EQ(ev.code, 0) << ev.err;
+    EXPECT_DOUBLE_EQ(read_json((dir / "ev.json").string())["accuracy"].get<double>(),
+                     summary["test"]["accuracy"].get<double>());
+  }
 
   // kd reloads the best folder and reproduces the accuracy it recorded.
   auto teacher = BertTeacher::load((dir / "run/best").string());
@@ -164,6 +175,11 @@ TEST(TrainTeacherE2ETest, BadInputGivesOneLineErrorAndNoCheckpoint) {
       {"empty_data", "", "--set data.train=empty.tsv", "empty.tsv"},
       {"missing_data", "", "--set data.train=nope.tsv", "nope.tsv"},
       {"bad_device", "", "--device gpu", "--device gpu: not a device (hint: use cpu, cuda or cuda:N)"},
+      {"slice_of_nothing", "", "--set data.valid_fraction=0.001", "data.valid_fraction"},
+      {"slice_of_everything", "", "--set data.valid_fraction=1", "data.valid_fraction"},
+      {"slice_max_rows", "", "--set data.valid_max_rows=-3", "data.valid_max_rows"},
+      {"slice_empties_a_class", "", "--set data.train=one_each.tsv --set data.valid_fraction=0.5",
+       "no training row"},
   };
   for (const auto& c : cases) {
     const auto dir = test::temp_dir(std::string("e2e_bad_") + c.name);
@@ -173,6 +189,8 @@ TEST(TrainTeacherE2ETest, BadInputGivesOneLineErrorAndNoCheckpoint) {
       bad << "sentence\tlabel\ngood movie\t1\nodd row\t7\n";
       std::ofstream empty(dir / "empty.tsv");
       empty << "sentence\tlabel\n";
+      std::ofstream one_each(dir / "one_each.tsv");
+      one_each << "sentence\tlabel\ngood movie\t1\nbad movie\t0\n";
     }
     auto r = run_kd("train-teacher --config teacher.yaml --log-level warn " + c.set_args, dir);
     EXPECT_NE(r.code, 0) << c.name;
@@ -184,22 +202,29 @@ TEST(TrainTeacherE2ETest, BadInputGivesOneLineErrorAndNoCheckpoint) {
   }
 }
 
-// --device cuda: on a GPU machine the run trains there and says so; on a machine without one it is the
-// one-line ConfigError (exit 2) before anything is read or written, not a run on the CPU instead.
-TEST(TrainTeacherE2ETest, DeviceCudaTrainsThereOrFailsInOneLineWithNothingWritten) {
+// --device cuda on a GPU machine: the run trains there, says so, and resumes there. Without a GPU:
+// skipped, not passed.
+TEST(TrainTeacherE2ETest, DeviceCudaTrainsThere) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible";
   const auto dir = test::temp_dir("e2e_teacher_cuda");
   write_setup(dir);
   auto r = run_kd("train-teacher --config teacher.yaml --log-level warn --device cuda", dir);
-  if (torch::cuda::is_available()) {
-    ASSERT_EQ(r.code, 0) << r.err;
-    const auto summary = read_json((dir / "run/summary.json").string());
-    EXPECT_EQ(summary.at("device").get<std::string>(), "cuda");
-    EXPECT_TRUE(fs::exists(dir / "run/best/model.safetensors"));
-    EXPECT_TRUE(fs::exists(dir / "run/last/rng_cuda.pt"));
-    auto resumed = run_kd("train-teacher --config teacher.yaml --log-level warn --device cuda --resume", dir);
-    EXPECT_EQ(resumed.code, 0) << resumed.err;
-    return;
-  }
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto summary = read_json((dir / "run/summary.json").string());
+  EXPECT_EQ(summary.at("device").get<std::string>(), "cuda");
+  EXPECT_TRUE(fs::exists(dir / "run/best/model.safetensors"));
+  EXPECT_TRUE(fs::exists(dir / "run/last/rng_cuda.pt"));
+  auto resumed = run_kd("train-teacher --config teacher.yaml --log-level warn --device cuda --resume", dir);
+  EXPECT_EQ(resumed.code, 0) << resumed.err;
+}
+
+// --device cuda on a machine without a GPU: the one-line ConfigError (exit 2) before anything is read or
+// written, not a run on the CPU instead. (Where a GPU is visible there is no refusal: skipped.)
+TEST(TrainTeacherE2ETest, DeviceCudaWithoutADeviceFailsInOneLineWithNothingWritten) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "a CUDA device is visible: there is no refusal to check";
+  const auto dir = test::temp_dir("e2e_teacher_no_cuda");
+  write_setup(dir);
+  auto r = run_kd("train-teacher --config teacher.yaml --log-level warn --device cuda", dir);
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_EQ(last_line_count(r.err), "1") << r.err;
   EXPECT_EQ(r.err.rfind("kd: error: --device cuda: no CUDA device is visible (LibTorch has CUDA support: ", 0), 0u)

@@ -1,6 +1,7 @@
 // kd::parse_device, behind the CLI's --device: the accepted spellings, the one-line ConfigError for the
 // rest, and the check that a CUDA device is really there (on a machine without one, the error and its
-// hint; on a GPU machine, the device).
+// hint; on a GPU machine, the device). Each CUDA test needs one side: a GPU, or none; the other side
+// reports it as skipped.
 #include <gtest/gtest.h>
 
 #include <ATen/Context.h>
@@ -39,16 +40,21 @@ TEST(DeviceTest, ParseDeviceNameRejectsEverythingElseNamingTheFlag) {
   }
 }
 
-TEST(DeviceTest, ParseDeviceGivesTheCpuAlwaysAndCudaOnlyWhereADeviceIsVisible) {
-  EXPECT_EQ(parse_device("cpu"), torch::Device(torch::kCPU));
-  if (torch::cuda::is_available()) {
-    EXPECT_EQ(parse_device("cuda"), torch::Device(torch::kCUDA));
-    EXPECT_EQ(parse_device("cuda:0"), torch::Device(torch::kCUDA, 0));
-    const auto past = "cuda:" + std::to_string(torch::cuda::device_count());
-    test::expect_error<ConfigError>([&] { (void)parse_device(past); }, {"--device " + past, "CUDA device(s) visible"});
-    return;
-  }
-  // No GPU here: the CPU is never substituted silently; the error says why and what to do, on one line.
+TEST(DeviceTest, ParseDeviceGivesTheCpuAlways) { EXPECT_EQ(parse_device("cpu"), torch::Device(torch::kCPU)); }
+
+// Needs a GPU: reported as skipped, not as passed, where none is visible.
+TEST(DeviceTest, ParseDeviceGivesCudaWhereADeviceIsVisible) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible";
+  EXPECT_EQ(parse_device("cuda"), torch::Device(torch::kCUDA));
+  EXPECT_EQ(parse_device("cuda:0"), torch::Device(torch::kCUDA, 0));
+  const auto past = "cuda:" + std::to_string(torch::cuda::device_count());
+  test::expect_error<ConfigError>([&] { (void)parse_device(past); }, {"--device " + past, "CUDA device(s) visible"});
+}
+
+// No GPU: the CPU is never substituted silently; the error says why and what to do, on one line. Where a
+// GPU is visible there is no refusal to check.
+TEST(DeviceTest, ParseDeviceRefusesCudaWhereNoDeviceIsVisible) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "a CUDA device is visible: there is no refusal to check";
   for (const char* cuda : {"cuda", "cuda:0", "cuda:1"}) {
     try {
       (void)parse_device(cuda);
@@ -67,10 +73,13 @@ TEST(DeviceTest, ModuleDeviceIsWhereTheParametersAre) {
   EXPECT_EQ(module_device(*linear), torch::Device(torch::kCPU));
   torch::nn::Module empty;
   EXPECT_EQ(module_device(empty), torch::Device(torch::kCPU));
-  if (torch::cuda::is_available()) {
-    linear->to(torch::kCUDA);
-    EXPECT_TRUE(module_device(*linear).is_cuda());
-  }
+}
+
+TEST(DeviceTest, ModuleDeviceFollowsTheParametersToCuda) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible";
+  torch::nn::Linear linear(3, 2);
+  linear->to(torch::kCUDA);
+  EXPECT_TRUE(module_device(*linear).is_cuda());
 }
 
 }  // namespace
