@@ -60,4 +60,18 @@ Evaluation evaluate(TextClassifier& model, const TextDataset& data, int64_t batc
   return result;
 }
 
+nlohmann::json Score::to_json() const {
+  return {{"source", source}, {"accuracy", accuracy}, {"macro_f1", macro_f1}, {"rows", rows}};
+}
+
+Score Score::from_json(const nlohmann::json& j) {
+  return {j.at("source").get<std::string>(), j.at("accuracy").get<double>(), j.at("macro_f1").get<double>(),
+          j.at("rows").get<int64_t>()};
+}
+
+Score score(TextClassifier& model, const TextDataset& data, int64_t batch_size, bool progress) {
+  const Evaluation ev = evaluate(model, data, batch_size, false, progress);
+  return {data.source(), ev.confusion.accuracy(), ev.confusion.macro_f1(), static_cast<int64_t>(data.size())};
+}
+
 }  // namespace kd

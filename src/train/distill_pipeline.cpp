@@ -27,30 +27,11 @@ namespace {
 constexpr int64_t kUnlabelledRowBase = int64_t{1} << 40;
 constexpr int64_t kAugmentedRowBase = int64_t{1} << 50;
 
-// A model's figures on the reported rows, measured once.
-struct TestFigures {
-  std::string source;  // the file they were measured on
-  double accuracy = NAN, macro_f1 = NAN;
-  int64_t rows = 0;
-  nlohmann::json to_json() const {
-    return {{"source", source}, {"accuracy", accuracy}, {"macro_f1", macro_f1}, {"rows", rows}};
-  }
-  static TestFigures from_json(const nlohmann::json& j) {
-    return {j.at("source").get<std::string>(), j.at("accuracy").get<double>(), j.at("macro_f1").get<double>(),
-            j.at("rows").get<int64_t>()};
-  }
-};
-
-TestFigures score(TextClassifier& model, const TextDataset& rows, int64_t batch_size, bool progress) {
-  const Evaluation ev = evaluate(model, rows, batch_size, false, progress);
-  return {rows.source(), ev.confusion.accuracy(), ev.confusion.macro_f1(), static_cast<int64_t>(rows.size())};
-}
-
 struct PartResult {
   EvalRecord best;  // the checkpoint chosen on the validation rows
   std::vector<EvalRecord> history;
   double train_seconds = 0;
-  std::optional<TestFigures> test;  // that checkpoint on the reported rows
+  std::optional<Score> test;  // that checkpoint on the reported rows
 };
 
 nlohmann::json to_json(const PartResult& r) {
@@ -66,7 +47,7 @@ PartResult part_from_json(const nlohmann::json& j) {
   r.best = EvalRecord::from_json(j.at("best"));
   for (const auto& e : j.at("history")) r.history.push_back(EvalRecord::from_json(e));
   r.train_seconds = j.at("train_seconds").get<double>();
-  if (j.contains("test")) r.test = TestFigures::from_json(j.at("test"));
+  if (j.contains("test")) r.test = Score::from_json(j.at("test"));
   return r;
 }
 
@@ -247,13 +228,13 @@ DistillSummary DistillPipeline::run() {
 
   // The teacher on the reported rows and on the validation rows (the curves' reference line), once.
   const fs::path teacher_eval = run / "teacher_eval.json";
-  TestFigures teacher_test, teacher_valid;
+  Score teacher_test, teacher_valid;
   nlohmann::json cached_eval = fs::exists(teacher_eval) ? read_json(teacher_eval.string()) : nlohmann::json();
   if (cached_eval.contains("test") && cached_eval.contains("valid") &&
       cached_eval["test"].value("source", "") == reported.source() &&
       cached_eval["valid"].value("source", "") == valid.source()) {
-    teacher_test = TestFigures::from_json(cached_eval["test"]);
-    teacher_valid = TestFigures::from_json(cached_eval["valid"]);
+    teacher_test = Score::from_json(cached_eval["test"]);
+    teacher_valid = Score::from_json(cached_eval["valid"]);
   } else {
     log_info("evaluating the teacher on " + reported.source() + " and " + valid.source());
     teacher_test = score(*teacher, reported, o.train.eval_batch_size, o.progress);

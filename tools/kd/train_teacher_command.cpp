@@ -84,7 +84,7 @@ class TrainTeacherCommand : public Command {
                                splits.reported_source());
     auto chosen = load_classifier((run / "best").string());
     chosen->module().to(device);
-    const Evaluation test = evaluate(*chosen, reported, options.eval_batch_size, false, options.progress);
+    const Score test = score(*chosen, reported, options.eval_batch_size, options.progress);
 
     nlohmann::json summary = {
         {"command", "train-teacher"},
@@ -97,11 +97,7 @@ class TrainTeacherCommand : public Command {
         {"valid_rows", valid.size()},
         {"data", splits.to_json()},
         {"warnings", splits.warnings},
-        {"test",
-         {{"source", reported.source()},
-          {"rows", reported.size()},
-          {"accuracy", test.confusion.accuracy()},
-          {"macro_f1", test.confusion.macro_f1()}}},
+        {"test", test.to_json()},
         {"steps", result.steps},
         {"train_seconds", result.train_seconds},
         {"wall_seconds_this_process", result.wall_seconds},
@@ -110,7 +106,7 @@ class TrainTeacherCommand : public Command {
     write_json_atomic((run / "summary.json").string(), summary);
     log_info(strf("done: test accuracy %.4f (macro-F1 %.4f) on %s, with the checkpoint of step %lld chosen on the "
                   "validation rows (accuracy %.4f there); training took %.1f min (%d threads, %s, device %s); model in %s",
-                  test.confusion.accuracy(), test.confusion.macro_f1(), reported.source().c_str(),
+                  test.accuracy, test.macro_f1, reported.source().c_str(),
                   static_cast<long long>(result.best.step), result.best.accuracy,
                   result.train_seconds / 60.0, torch::get_num_threads(), cpu_model_name().c_str(), device.str().c_str(),
                   (run / "best").string().c_str()));
