@@ -241,6 +241,11 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
           result_steps.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count());
         ++state.step;
         state.next_batch = b + 1;
+        if (o.stop_when && o.stop_when(state.step)) {
+          bar.finish("stopped");
+          stopped = true;
+          break;
+        }
         const bool want_eval = o.eval_every > 0 && state.step % o.eval_every == 0;
         const bool stop_now = o.stop_after_steps > 0 && state.step >= o.stop_after_steps &&
                               b + 1 < batches_per_epoch;

@@ -99,6 +99,30 @@ TEST(TrainerTest, NonFiniteLossStopsNamingTheStepAndKeepsTheLastCheckpoint) {
   }
 }
 
+TEST(TrainerTest, StopWhenEndsAfterThatStepWithoutEvaluationOrCheckpoint) {
+  const auto dir = test::temp_dir("trainer_stop_when");
+  TinyClassifier model;
+  auto data = make_data(model, 32);
+  TrainerOptions o;
+  o.run_dir = dir.string();
+  o.epochs = 2;
+  o.batch_size = 4;
+  o.checkpoint_every = 5;
+  o.eval_every = 5;
+  o.progress = false;
+  std::vector<int64_t> asked;
+  o.stop_when = [&](int64_t steps) {
+    asked.push_back(steps);
+    return steps == 3;
+  };
+  const auto r = Trainer(model, o, classification_loss).fit(data, data);
+  EXPECT_TRUE(r.stopped_early);
+  EXPECT_EQ(r.steps, 3);
+  EXPECT_EQ(asked, (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_TRUE(r.history.empty()) << "no evaluation";
+  EXPECT_FALSE(fs::exists(dir / "last")) << "no checkpoint";
+}
+
 TEST(TrainerTest, HistoryRecordsTheTrainingLossBetweenEvaluations) {
   const auto dir = test::temp_dir("trainer_history");
   TinyClassifier model;

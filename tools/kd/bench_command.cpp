@@ -117,9 +117,6 @@ std::vector<TextRow> pick_rows(const std::vector<TextRow>& all, const std::vecto
   return out;
 }
 
-// Thrown by the timing loss once the timed steps are done: it ends Trainer::fit there.
-struct TimedStepsDone {};
-
 // Removes the scratch folder when it goes out of scope, also when the benchmark fails.
 struct ScratchDir {
   fs::path path;
@@ -272,8 +269,8 @@ class BenchCommand : public Command {
     t.progress = false;
     t.device = device;
 
-    // The timing loss: stamps every loss call, applies the warm-up rule, and ends the loop after the
-    // timed steps. Step j's period is stamps[j + 1] - stamps[j].
+    // The timing loss: stamps every loss call and applies the warm-up rule; the trainer stops once the
+    // stamp that closes the last timed step is taken. Step j's period is stamps[j + 1] - stamps[j].
     const LossFn loss = distill_loss_fn(o.loss, knowledge.get());
     std::vector<clock::time_point> stamps;
     std::vector<int64_t> examples, tokens_real, tokens_padded;
@@ -285,20 +282,16 @@ class BenchCommand : public Command {
       if (first_timed < 0 && j >= warmup_ &&
           std::chrono::duration<double>(now - stamps.front()).count() >= distill_warmup_seconds_)
         first_timed = j;
-      if (first_timed >= 0 && j == first_timed + steps_) throw TimedStepsDone{};
       examples.push_back(batch.size());
       tokens_padded.push_back(batch.attention_mask.numel());
       tokens_real.push_back(batch.attention_mask.sum().item<int64_t>());
       return loss(output, batch);
     };
+    t.stop_when = [&](int64_t) {
+      return first_timed >= 0 && static_cast<int64_t>(stamps.size()) > first_timed + steps_;
+    };
     Trainer trainer(*student, t, timed_loss);
-    bool done = false;
-    try {
-      trainer.fit(train, valid);
-    } catch (const TimedStepsDone&) {
-      done = true;
-    }
-    if (!done)
+    if (!trainer.fit(train, valid).stopped_early)
       throw Error("bench: the warm-up rule (at least " + std::to_string(warmup_) + " steps and " +
                   std::to_string(distill_warmup_seconds_) + " s) was not met within the " +
                   std::to_string(warmup_cap) + " warm-up steps the repeated pool holds (hint: raise "

@@ -37,6 +37,9 @@ struct TrainerOptions {
   int64_t stop_after_steps = 0;    // > 0: save a resume checkpoint and stop after this many optimizer
                                    // steps, as an interruption would (tests resume; splits long runs)
   bool record_step_times = false;  // fill TrainResult::step_seconds (kd bench)
+  // Asked after each optimizer step with the steps done; true ends fit() there, with no evaluation and
+  // no checkpoint (kd bench stops once its timed steps are done). TrainResult::stopped_early is then set.
+  std::function<bool(int64_t steps_done)> stop_when;
   torch::Device device = torch::kCPU;  // the model is moved here; batches are collated on the CPU and moved
   OptimizerOptions optim;
 };
@@ -58,7 +61,7 @@ struct TrainResult {
   EvalRecord best;
   std::vector<EvalRecord> history;
   int64_t steps = 0;
-  bool stopped_early = false;  // stop_after_steps was reached; resume to finish
+  bool stopped_early = false;  // stop_after_steps was reached (resume to finish), or stop_when said so
   double train_seconds = 0;  // training time of all runs of this run folder, evaluations excluded
   double wall_seconds = 0;   // this process: training + evaluation + checkpoints
   // With record_step_times: seconds of each optimizer step of this process, from collating its first
