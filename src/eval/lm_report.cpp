@@ -71,6 +71,9 @@ LmReportModel LmReportModel::from_json(const nlohmann::json& j) {
 }
 
 double LmReport::generate_speedup() const {
+  // The median of per-round ratios when the models were timed in turns; else the ratio of medians.
+  const RatioEstimate r = paired_ratio(teacher.profile.decode_ms, student.profile.decode_ms);
+  if (r.rounds > 0) return r.median;
   return ratio(student.profile.generate_tokens_per_s, teacher.profile.generate_tokens_per_s);
 }
 double LmReport::prefill_speedup() const {
@@ -98,10 +101,19 @@ Measurement LmReport::measure(const std::string& key) const {
       m.detail = "perplexity missing";
     }
   } else if (key == "generate_speedup") {
-    // One median per model (LmProfile keeps no per-repeat timings), so no spread.
-    m.value = generate_speedup();
-    m.detail = strf("median of %lld run%s per model", static_cast<long long>(teacher.profile.repeats),
-                    teacher.profile.repeats == 1 ? "" : "s");
+    // Teacher time / student time of each round (measured in turns), with its interval over rounds.
+    const RatioEstimate r = paired_ratio(teacher.profile.decode_ms, student.profile.decode_ms);
+    if (r.rounds > 0) {
+      m.value = generate_speedup();
+      m.low = r.low;
+      m.high = r.high;
+      m.detail = strf("median of %lld paired rounds, 95%% interval %.2f-%.2f", static_cast<long long>(r.rounds),
+                      r.low, r.high);
+    } else {  // a report from before the rounds were kept: one median per model, no spread
+      m.value = generate_speedup();
+      m.detail = strf("median of %lld run%s per model", static_cast<long long>(teacher.profile.repeats),
+                      teacher.profile.repeats == 1 ? "" : "s");
+    }
   }
   return m;
 }

@@ -189,9 +189,6 @@ LmDistillSummary run_lm_distill(const LmDistillOptions& o) {
     m.perplexity = evaluate_perplexity(model, eval_stream, po);
     log_info(strf("%s: perplexity %.2f on %lld tokens (%.0f tok/s)", m.name.c_str(), m.perplexity.perplexity,
                   static_cast<long long>(m.perplexity.input_tokens), m.perplexity.tokens_per_second));
-    m.profile = profile_lm(model, eval_stream, saved, so);
-    log_info(strf("%s: prefill %.0f tok/s, generation %.1f tok/s at batch 1 (%d threads)", m.name.c_str(),
-                  m.profile.prefill_tokens_per_s, m.profile.generate_tokens_per_s, m.profile.threads));
   };
   report.teacher.name = "teacher";
   report.teacher.path = o.teacher;
@@ -199,6 +196,19 @@ LmDistillSummary run_lm_distill(const LmDistillOptions& o) {
   evaluate(report.student, student, report.student.path);
   report.has_baseline = o.baseline;
   if (o.baseline) evaluate(report.baseline, baseline, report.baseline.path);
+  // Speed in turns, round by round, so that the speed-up is a median of per-round ratios.
+  std::vector<LmReportModel*> timed = {&report.teacher, &report.student};
+  std::vector<LmProfileTarget> targets = {{&teacher.model, o.teacher}, {&student, report.student.path}};
+  if (o.baseline) {
+    timed.push_back(&report.baseline);
+    targets.push_back({&baseline, report.baseline.path});
+  }
+  const auto profiles = profile_lms(targets, eval_stream, so);
+  for (size_t i = 0; i < timed.size(); ++i) {
+    timed[i]->profile = profiles[i];
+    log_info(strf("%s: prefill %.0f tok/s, generation %.1f tok/s at batch 1 (%d threads)", timed[i]->name.c_str(),
+                  profiles[i].prefill_tokens_per_s, profiles[i].generate_tokens_per_s, profiles[i].threads));
+  }
 
   report.cpu = cpu_model_name();
   report.date = utc_now_iso();

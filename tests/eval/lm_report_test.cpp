@@ -215,3 +215,27 @@ TEST(LmReportTest, HeldOutSliceAndWarningsAreInBothFiles) {
 
 }  // namespace
 }  // namespace kd
+
+namespace kd {
+namespace {
+
+// Teacher and student timed in turns: the speed-up is the median of per-round ratios, and the verdict
+// follows its interval over rounds (met when all of it is above the target, within noise when it
+// straddles the target).
+TEST(LmReportTest, PairedRoundsGiveTheSpeedupItsInterval) {
+  auto r = report(0.1, 3.8, 120.0);
+  r.teacher.profile.decode_ms = {400, 410, 395, 405, 402};
+  r.student.profile.decode_ms = {100, 101, 99, 100, 100};  // about 4.0x every round
+  auto w = write(r, "paired_met");
+  const auto& t = w.json.at("targets")[2];
+  EXPECT_EQ(t.at("verdict"), "met");
+  EXPECT_NEAR(t.at("measured").get<double>(), 4.0, 0.1);
+  EXPECT_TRUE(t.contains("spread")) << t.dump();
+  EXPECT_NEAR(w.json.at("figures").at("generate_speedup").get<double>(), t.at("measured").get<double>(), 1e-12);
+  r.student.profile.decode_ms = {120, 160, 130, 150, 140};  // 2.6x to 3.4x: straddles 3
+  w = write(r, "paired_noise");
+  EXPECT_EQ(w.json.at("targets")[2].at("verdict"), "within noise") << w.json.at("targets")[2].dump();
+}
+
+}  // namespace
+}  // namespace kd
