@@ -70,6 +70,9 @@ void collect_unused(const YAML::Node& node, const std::string& path, const std::
                                 known.empty() ? "" : "known keys here: " + known));
     }
     if (kv.second.IsMap()) collect_unused(kv.second, full, used, source);
+    if (kv.second.IsSequence())
+      for (size_t i = 0; i < kv.second.size(); ++i)
+        collect_unused(kv.second[i], full + "." + std::to_string(i), used, source);
   }
 }
 
@@ -128,6 +131,11 @@ bool ConfigNode::has(const std::string& key) const {
   return v && !v.IsNull();
 }
 
+bool ConfigNode::is_list(const std::string& key) const {
+  auto v = lookup(key);
+  return v && v.IsSequence();
+}
+
 std::vector<std::string> ConfigNode::keys() const {
   std::vector<std::string> out;
   if (!node_ || !node_.IsMap()) return out;
@@ -157,6 +165,22 @@ std::vector<std::string> ConfigNode::get_list(const std::string& key, const std:
   } catch (const YAML::Exception&) {
     throw ConfigError(located(where(key), "expected a string or a list of strings"));
   }
+}
+
+std::vector<ConfigNode> ConfigNode::child_list(const std::string& key) {
+  state_->used.insert(full(key));
+  YAML::Node v = lookup(key);
+  std::vector<ConfigNode> out;
+  if (!v || v.IsNull()) return out;
+  if (!v.IsSequence()) throw ConfigError(located(where(key), "expected a list of sections (- {type: ...})"));
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string path = full(key) + "." + std::to_string(i);
+    if (!v[i].IsMap()) throw ConfigError(located(state_->source + ": key '" + path + "'" + line_of(v[i]),
+                                                 "expected a section (a YAML map)"));
+    state_->used.insert(path);
+    out.emplace_back(state_, v[i], path);
+  }
+  return out;
 }
 
 ConfigNode ConfigNode::child(const std::string& key) {

@@ -1,15 +1,38 @@
 #include "kd/knowledge/knowledge_source.h"
 
+#include "kd/error.h"
+
 namespace kd {
 
-torch::Tensor LiveTeacher::logits(const Batch& batch) {
+ModelOutput KnowledgeSource::teach(const Batch& batch, const FeatureRequest& features) {
+  if (features.any())
+    throw ConfigError(located("distill.features", "the teacher's features (hidden states, attention) are not in a logits cache",
+                              "feature terms run the teacher live: set distill.cache: false"));
+  ModelOutput out;
+  out.logits = logits(batch);
+  return out;
+}
+
+ModelOutput LiveTeacher::teach(const Batch& batch, const FeatureRequest& features) {
   // NoGradGuard rather than InferenceMode: inference tensors cannot later enter an autograd graph,
-  // and the student's loss combines these logits with tensors that need gradients.
+  // and the student's loss combines these outputs with tensors that need gradients.
   torch::NoGradGuard no_grad;
   torch::nn::Module& module = teacher_.module();
   // The teacher is frozen: dropout must be off, every call.
   if (module.is_training()) module.eval();
   // Follow the teacher's device, so callers can collate on the CPU whatever the teacher runs on.
+  const auto params = module.parameters();
+  const bool move = !params.empty() && batch.input_ids.defined() && batch.input_ids.device() != params.front().device();
+  ModelOutput out = move ? teacher_.forward(batch.to(params.front().device()), features) : teacher_.forward(batch, features);
+  out.logits = out.logits.to(torch::kFloat32).detach();  // (B, C)
+  for (auto& [name, t] : out.features) t = t.detach();
+  return out;
+}
+
+torch::Tensor LiveTeacher::logits(const Batch& batch) {
+  torch::NoGradGuard no_grad;
+  torch::nn::Module& module = teacher_.module();
+  if (module.is_training()) module.eval();
   const auto params = module.parameters();
   if (!params.empty() && batch.input_ids.defined() && batch.input_ids.device() != params.front().device())
     return teacher_.forward(batch.to(params.front().device())).logits.to(torch::kFloat32).detach();  // (B, C)

@@ -231,7 +231,7 @@ BertModelImpl::BertModelImpl(const BertOptions& options) : options_(options) {
 }
 
 ModelOutput BertModelImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& token_type_ids,
-                                   const torch::Tensor& attention_mask, const BertFeatureRequest& request) {
+                                   const torch::Tensor& attention_mask, const FeatureRequest& request) {
   TORCH_CHECK(input_ids.dim() == 2, "BertModel: input_ids must be (B, T), got ", input_ids.sizes());
   TORCH_CHECK(!token_type_ids.defined() || token_type_ids.sizes() == input_ids.sizes(),
               "BertModel: token_type_ids ", token_type_ids.sizes(), " must match input_ids ", input_ids.sizes());
@@ -246,16 +246,22 @@ ModelOutput BertModelImpl::forward(const torch::Tensor& input_ids, const torch::
 
   ModelOutput out;
   torch::Tensor h = embeddings_->forward(input_ids, token_type_ids);  // (B, T, H)
-  if (request.hidden_states) out.features["hidden.0"] = h;
+  if (request.hidden) out.features["hidden.0"] = h;
   // One bias for all layers, in the activations' dtype (so a half-precision model gets half's lowest).
   const torch::Tensor mask_bias = bert_additive_mask(attention_mask, h.scalar_type());  // (B, 1, 1, T)
   auto& layers = encoder_->layers();
   for (size_t i = 0; i < layers.size(); ++i) {
-    auto [next, probs] = layers[i]->forward(h, mask_bias, request.attentions);
-    h = std::move(next);  // (B, T, H)
+    BertLayerFeatures f{request.attention, request.attention_scores, request.qkv};
+    h = layers[i]->forward(h, mask_bias, &f);  // (B, T, H)
     const std::string idx = std::to_string(i + 1);
-    if (request.hidden_states) out.features["hidden." + idx] = h;
-    if (request.attentions) out.features["attn." + idx] = std::move(probs);  // (B, heads, T, T)
+    if (request.hidden) out.features["hidden." + idx] = h;
+    if (request.attention) out.features["attn." + idx] = std::move(f.probs);                // (B, heads, T, T)
+    if (request.attention_scores) out.features["attn_scores." + idx] = std::move(f.scores);  // (B, heads, T, T)
+    if (request.qkv) {
+      out.features["query." + idx] = std::move(f.query);  // (B, T, H)
+      out.features["key." + idx] = std::move(f.key);
+      out.features["value." + idx] = std::move(f.value);
+    }
   }
   if (pooler_) out.features["pooled"] = pooler_->forward(h);  // (B, H)
   out.features["last_hidden"] = std::move(h);
@@ -283,7 +289,7 @@ BertClassifierImpl::BertClassifierImpl(const BertOptions& options, int64_t num_l
 }
 
 ModelOutput BertClassifierImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& token_type_ids,
-                                        const torch::Tensor& attention_mask, const BertFeatureRequest& request) {
+                                        const torch::Tensor& attention_mask, const FeatureRequest& request) {
   ModelOutput out = bert->forward(input_ids, token_type_ids, attention_mask, request);
   out.logits = classifier(dropout(out.features.at("pooled")));  // (B, C)
   return out;

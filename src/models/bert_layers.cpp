@@ -74,25 +74,35 @@ BertSelfAttentionImpl::BertSelfAttentionImpl(const BertOptions& o)
   dropout = register_module("dropout", torch::nn::Dropout(o.attention_probs_dropout_prob));
 }
 
-std::pair<torch::Tensor, torch::Tensor> BertSelfAttentionImpl::forward(const torch::Tensor& hidden,
-                                                                       const torch::Tensor& mask_bias,
-                                                                       bool need_probs) {
+torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias,
+                                             BertLayerFeatures* features) {
   const int64_t B = hidden.size(0), T = hidden.size(1), H = hidden.size(2);
   auto split_heads = [&](const torch::Tensor& x) {  // (B, T, H) -> (B, heads, T, head_dim), a view
     return x.view({B, T, heads_, head_dim_}).transpose(1, 2);
   };
-  torch::Tensor q = split_heads(query(hidden));
-  torch::Tensor k = split_heads(key(hidden));
-  torch::Tensor v = split_heads(value(hidden));
+  const torch::Tensor q_flat = query(hidden), k_flat = key(hidden), v_flat = value(hidden);  // (B, T, H)
+  if (features && features->want_qkv) {
+    features->query = q_flat;
+    features->key = k_flat;
+    features->value = v_flat;
+  }
+  torch::Tensor q = split_heads(q_flat), k = split_heads(k_flat), v = split_heads(v_flat);
 
-  torch::Tensor context, probs;  // (B, heads, T, head_dim), (B, heads, T, T)
-  if (need_probs) {
+  torch::Tensor context;  // (B, heads, T, head_dim)
+  if (features && (features->want_probs || features->want_scores)) {
     // Same order of operations as Hugging Face's eager attention: divide the raw scores, then add the
-    // mask. In-place is safe for autograd: neither matmul nor division needs its output for backward.
+    // mask. In-place is safe for autograd (neither matmul nor division needs its output for backward)
+    // unless the raw scores are themselves returned.
     torch::Tensor scores = torch::matmul(q, k.transpose(-1, -2));  // (B, heads, T, T)
     scores.div_(std::sqrt(static_cast<double>(head_dim_)));
-    if (mask_bias.defined()) scores.add_(mask_bias);
-    probs = dropout(torch::softmax(scores, -1));
+    if (features->want_scores) {
+      features->scores = scores;
+      if (mask_bias.defined()) scores = scores + mask_bias;
+    } else if (mask_bias.defined()) {
+      scores.add_(mask_bias);
+    }
+    torch::Tensor probs = dropout(torch::softmax(scores, -1));  // (B, heads, T, T)
+    if (features->want_probs) features->probs = probs;
     context = torch::matmul(probs, v);
   } else {
     context = torch::scaled_dot_product_attention(
@@ -100,7 +110,7 @@ std::pair<torch::Tensor, torch::Tensor> BertSelfAttentionImpl::forward(const tor
         is_training() ? dropout_p_ : 0.0, /*is_causal=*/false);
   }
   // Merging the heads needs a copy: the head axis sits between batch and time.
-  return {context.transpose(1, 2).reshape({B, T, H}), probs};  // (B, T, H)
+  return context.transpose(1, 2).reshape({B, T, H});  // (B, T, H)
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -121,11 +131,9 @@ BertAttentionImpl::BertAttentionImpl(const BertOptions& o) {
   output = register_module("output", BertResidualOutput(o.hidden_size, o));
 }
 
-std::pair<torch::Tensor, torch::Tensor> BertAttentionImpl::forward(const torch::Tensor& hidden,
-                                                                   const torch::Tensor& mask_bias,
-                                                                   bool need_probs) {
-  auto [context, probs] = self_attn(hidden, mask_bias, need_probs);
-  return {output(context, hidden), probs};
+torch::Tensor BertAttentionImpl::forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias,
+                                         BertLayerFeatures* features) {
+  return output(self_attn(hidden, mask_bias, features), hidden);  // (B, T, H)
 }
 
 BertIntermediateImpl::BertIntermediateImpl(const BertOptions& o) : act_(o.hidden_act) {
@@ -142,10 +150,10 @@ BertLayerImpl::BertLayerImpl(const BertOptions& o) {
   output = register_module("output", BertResidualOutput(o.intermediate_size, o));
 }
 
-std::pair<torch::Tensor, torch::Tensor> BertLayerImpl::forward(const torch::Tensor& hidden,
-                                                               const torch::Tensor& mask_bias, bool need_probs) {
-  auto [attended, probs] = attention(hidden, mask_bias, need_probs);  // (B, T, H)
-  return {output(intermediate(attended), attended), probs};
+torch::Tensor BertLayerImpl::forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias,
+                                     BertLayerFeatures* features) {
+  auto attended = attention(hidden, mask_bias, features);  // (B, T, H)
+  return output(intermediate(attended), attended);         // (B, T, H)
 }
 
 BertEncoderImpl::BertEncoderImpl(const BertOptions& o) {

@@ -1,4 +1,4 @@
-#include "kd/models/bert_teacher.h"
+#include "kd/models/bert_text_classifier.h"
 
 #include <filesystem>
 
@@ -19,10 +19,10 @@ void require_file(const fs::path& dir, const std::string& name, const std::strin
 
 }  // namespace
 
-BertTeacher::BertTeacher(BertClassifier model, WordPieceTokenizer tokenizer, LabelVocab labels, int64_t max_length)
+BertTextClassifier::BertTextClassifier(BertClassifier model, WordPieceTokenizer tokenizer, LabelVocab labels, int64_t max_length)
     : model_(std::move(model)), tokenizer_(std::move(tokenizer)), labels_(std::move(labels)), max_length_(max_length) {}
 
-std::unique_ptr<BertTeacher> BertTeacher::from_pretrained(const BertTeacherOptions& o, const LabelVocab& labels) {
+std::unique_ptr<BertTextClassifier> BertTextClassifier::from_pretrained(const BertTextClassifierOptions& o, const LabelVocab& labels) {
   const fs::path dir(o.path);
   if (!fs::is_directory(dir))
     throw IoError(located(o.path, "model folder not found", "run scripts/setup.sh to fetch the pretrained weights"));
@@ -42,10 +42,21 @@ std::unique_ptr<BertTeacher> BertTeacher::from_pretrained(const BertTeacherOptio
   if (tokenizer.vocab_size() > bo.vocab_size)
     throw FormatError(located(o.path, "tokenizer has more tokens (" + std::to_string(tokenizer.vocab_size()) +
                                           ") than the model's vocab_size (" + std::to_string(bo.vocab_size) + ")"));
-  return std::unique_ptr<BertTeacher>(new BertTeacher(model, std::move(tokenizer), labels, o.max_length));
+  return std::unique_ptr<BertTextClassifier>(new BertTextClassifier(model, std::move(tokenizer), labels, o.max_length));
 }
 
-std::unique_ptr<BertTeacher> BertTeacher::load(const std::string& path, int64_t max_length) {
+std::unique_ptr<BertTextClassifier> BertTextClassifier::create(const BertOptions& options, WordPieceTokenizer tokenizer,
+                                                           LabelVocab labels, int64_t max_length,
+                                                           double classifier_dropout) {
+  if (max_length < 3 || max_length > options.max_position_embeddings)
+    throw ConfigError(located("max_length", std::to_string(max_length) + " out of range",
+                              "between 3 and " + std::to_string(options.max_position_embeddings)));
+  BertClassifier model(options, labels.size(), classifier_dropout);
+  return std::unique_ptr<BertTextClassifier>(
+      new BertTextClassifier(model, std::move(tokenizer), std::move(labels), max_length));
+}
+
+std::unique_ptr<BertTextClassifier> BertTextClassifier::load(const std::string& path, int64_t max_length) {
   const fs::path dir(path);
   if (!fs::is_directory(dir)) throw IoError(located(path, "model folder not found"));
   require_file(dir, "config.json", "is this a kd or transformers classification checkpoint?");
@@ -83,17 +94,14 @@ std::unique_ptr<BertTeacher> BertTeacher::load(const std::string& path, int64_t 
   }
   if (max_len <= 0) max_len = std::min<int64_t>(512, bo.max_position_embeddings);
   auto tokenizer = WordPieceTokenizer::from_folder(path);
-  return std::unique_ptr<BertTeacher>(new BertTeacher(model, std::move(tokenizer), std::move(labels), max_len));
+  return std::unique_ptr<BertTextClassifier>(new BertTextClassifier(model, std::move(tokenizer), std::move(labels), max_len));
 }
 
-ModelOutput BertTeacher::forward(const Batch& batch, bool features) {
-  BertFeatureRequest request;
-  request.hidden_states = features;
-  request.attentions = features;
+ModelOutput BertTextClassifier::forward(const Batch& batch, const FeatureRequest& request) {
   return model_->forward(batch.input_ids, batch.token_type_ids, batch.attention_mask, request);
 }
 
-void BertTeacher::save(const std::string& dir) const {
+void BertTextClassifier::save(const std::string& dir) const {
   const fs::path d(dir);
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (const auto& p : model_->named_parameters()) tensors.emplace_back(p.key(), p.value().detach());
@@ -115,7 +123,7 @@ void BertTeacher::save(const std::string& dir) const {
   write_json_atomic((d / "kd.json").string(), {{"type", type()}, {"max_length", max_length_}, {"format_version", 1}});
 }
 
-double BertTeacher::flops_per_example(double tokens) const {
+double BertTextClassifier::flops_per_example(double tokens) const {
   const auto& o = model_->bert->options();
   const double T = tokens, H = static_cast<double>(o.hidden_size), I = static_cast<double>(o.intermediate_size);
   const double per_layer = 4 * T * H * H + 2 * T * T * H + 2 * T * H * I;  // multiply-adds
@@ -125,7 +133,12 @@ double BertTeacher::flops_per_example(double tokens) const {
   return 2 * macs;
 }
 
-torch::Tensor BertTeacher::word_embeddings() const {
+EncoderShape BertTextClassifier::encoder_shape() const {
+  const auto& o = model_->bert->options();
+  return {o.num_hidden_layers, o.hidden_size, o.num_attention_heads};
+}
+
+torch::Tensor BertTextClassifier::word_embeddings() const {
   return model_->bert->named_parameters(/*recurse=*/true)["embeddings.word_embeddings.weight"];
 }
 

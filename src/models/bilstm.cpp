@@ -99,4 +99,6 @@ double bilstm_flops(const BiLstmOptions& o, double tokens) {
   return 2 * macs;
 }
 
+double BiLstmImpl::flops_per_example(double tokens) const { return bilstm_flops(options_, tokens); }
+
 }  // namespace kd

@@ -3,28 +3,27 @@
 #include <filesystem>
 
 #include "kd/io/atomic_file.h"
-#include "kd/models/bert_teacher.h"
-#include "kd/models/student_classifier.h"
+#include "kd/models/bert_text_classifier.h"
+#include "kd/models/student_registry.h"
 
 namespace kd {
 
 namespace {
 
 std::unique_ptr<TextClassifier> make_bert(ConfigNode& s, const LabelVocab& labels) {
-  BertTeacherOptions o;
+  BertTextClassifierOptions o;
   o.path = s.require<std::string>("path");
   o.max_length = s.get<int64_t>("max_length", 128);
   o.classifier_dropout = s.get<double>("classifier_dropout", -1.0);
-  return BertTeacher::from_pretrained(o, labels);
+  return BertTextClassifier::from_pretrained(o, labels);
 }
 
 const Registry<ClassifierLoader>& loader_registry() {
   static const Registry<ClassifierLoader> r = [] {
     Registry<ClassifierLoader> reg("model");
-    reg.add("bert", [](const std::string& dir) -> std::unique_ptr<TextClassifier> { return BertTeacher::load(dir); });
-    auto student = [](const std::string& dir) -> std::unique_ptr<TextClassifier> { return StudentClassifier::load(dir); };
-    reg.add("bilstm", student);
-    reg.add("textcnn", student);
+    reg.add("bert", [](const std::string& dir) -> std::unique_ptr<TextClassifier> { return BertTextClassifier::load(dir); });
+    for (const auto& [type, kind] : student_registry().entries())
+      if (kind.load) reg.add(type, kind.load);
     return reg;
   }();
   return r;

@@ -22,28 +22,15 @@ void require_file(const fs::path& dir, const std::string& name) {
 
 }  // namespace
 
-StudentClassifier::StudentClassifier(WordPieceTokenizer tokenizer, LabelVocab labels, int64_t max_length)
-    : tokenizer_(std::move(tokenizer)), labels_(std::move(labels)), max_length_(max_length) {}
+StudentClassifier::StudentClassifier(std::shared_ptr<StudentNetImpl> net, std::string type, WordPieceTokenizer tokenizer,
+                                     LabelVocab labels, int64_t max_length)
+    : net_(std::move(net)),
+      type_(std::move(type)),
+      tokenizer_(std::move(tokenizer)),
+      labels_(std::move(labels)),
+      max_length_(max_length) {}
 
-StudentClassifier::StudentClassifier(const BiLstmOptions& options, WordPieceTokenizer tokenizer, LabelVocab labels,
-                                     int64_t max_length)
-    : StudentClassifier(std::move(tokenizer), std::move(labels), max_length) {
-  bilstm_ = BiLstm(options);
-  module_ = bilstm_.ptr();
-  type_ = "bilstm";
-  options_ = options.to_json();
-}
-
-StudentClassifier::StudentClassifier(const TextCnnOptions& options, WordPieceTokenizer tokenizer, LabelVocab labels,
-                                     int64_t max_length)
-    : StudentClassifier(std::move(tokenizer), std::move(labels), max_length) {
-  cnn_ = TextCnn(options);
-  module_ = cnn_.ptr();
-  type_ = "textcnn";
-  options_ = options.to_json();
-}
-
-std::unique_ptr<StudentClassifier> StudentClassifier::load(const std::string& path) {
+std::unique_ptr<StudentClassifier> StudentClassifier::load(const std::string& path, const NetFromJson& make_net) {
   const fs::path dir(path);
   if (!fs::is_directory(dir)) throw IoError(located(path, "model folder not found"));
   for (const char* name : {"kd.json", "model.safetensors", "labels.json", "vocab.txt"}) require_file(dir, name);
@@ -55,63 +42,42 @@ std::unique_ptr<StudentClassifier> StudentClassifier::load(const std::string& pa
   if (version != kFormatVersion)
     throw FormatError(located(info_path, "format_version " + std::to_string(version) + " is not supported",
                               "this kd reads version " + std::to_string(kFormatVersion)));
-  const auto type = info["type"].get<std::string>();
   int64_t max_length = 0;
   if (info.contains("max_length") && info["max_length"].is_number_integer()) max_length = info["max_length"].get<int64_t>();
   if (max_length < 1) throw FormatError(located(info_path + ": max_length", "must be a positive integer"));
   auto tokenizer = WordPieceTokenizer::from_folder(path);
   auto labels = LabelVocab::load((dir / "labels.json").string());
-  const std::string where = info_path + ": options";
-  std::unique_ptr<StudentClassifier> model;
-  if (type == "bilstm") {
-    model.reset(new StudentClassifier(BiLstmOptions::from_json(info["options"], where), std::move(tokenizer),
-                                      std::move(labels), max_length));
-  } else if (type == "textcnn") {
-    model.reset(new StudentClassifier(TextCnnOptions::from_json(info["options"], where), std::move(tokenizer),
-                                      std::move(labels), max_length));
-  } else {
-    throw FormatError(located(info_path + ": type", "unknown student type '" + type + "'", "known types: bilstm, textcnn"));
-  }
-  const int64_t classes = model->options_.value("num_classes", int64_t{0});
-  if (classes != model->labels_.size())
+  auto net = make_net(info["options"], info_path + ": options");
+  const int64_t classes = net->options_json().value("num_classes", int64_t{0});
+  if (classes != labels.size())
     throw FormatError(located(info_path, "num_classes " + std::to_string(classes) + " but labels.json lists " +
-                                             std::to_string(model->labels_.size()) + " labels"));
-  load_module_state(*model->module_, (dir / "model.safetensors").string());
+                                             std::to_string(labels.size()) + " labels"));
+  auto model = std::make_unique<StudentClassifier>(std::move(net), info["type"].get<std::string>(),
+                                                   std::move(tokenizer), std::move(labels), max_length);
+  load_module_state(*model->net_, (dir / "model.safetensors").string());
   return model;
 }
 
-ModelOutput StudentClassifier::forward(const Batch& batch, bool features) {
+ModelOutput StudentClassifier::forward(const Batch& batch, const FeatureRequest& request) {
   ModelOutput out;
   torch::Tensor pooled;
-  torch::Tensor* want = features ? &pooled : nullptr;
-  if (bilstm_) {
-    out.logits = bilstm_->forward(batch.input_ids, batch.attention_mask, want);
-    if (features) out.features["embeddings"] = bilstm_->embed(batch.input_ids);
-  } else {
-    out.logits = cnn_->forward(batch.input_ids, batch.attention_mask, want);
-    if (features) out.features["embeddings"] = cnn_->embed(batch.input_ids);
+  out.logits = net_->forward(batch.input_ids, batch.attention_mask, request.hidden ? &pooled : nullptr);  // (B, C)
+  if (request.hidden) {
+    out.features["pooled"] = pooled;
+    out.features["embeddings"] = net_->embed(batch.input_ids);  // (B, T, E)
   }
-  if (features) out.features["pooled"] = pooled;
   return out;
 }
 
 void StudentClassifier::save(const std::string& dir) const {
   const fs::path d(dir);
-  save_module_state(*module_, (d / "model.safetensors").string());
+  save_module_state(*net_, (d / "model.safetensors").string());
   labels_.save((d / "labels.json").string());
   tokenizer_.save(dir);
   write_json_atomic((d / "kd.json").string(), {{"type", type_},
-                                               {"options", options_},
+                                               {"options", net_->options_json()},
                                                {"max_length", max_length_},
                                                {"format_version", kFormatVersion}});
-}
-
-double StudentClassifier::flops_per_example(double tokens) const {
-  return bilstm_ ? bilstm_flops(bilstm_->options(), tokens) : text_cnn_flops(cnn_->options(), tokens);
-}
-
-torch::Tensor StudentClassifier::word_embeddings() const {
-  return bilstm_ ? bilstm_->embedding->weight : cnn_->embedding->weight;
 }
 
 void StudentClassifier::init_embeddings(const torch::Tensor& table) {
@@ -128,7 +94,7 @@ void StudentClassifier::init_embeddings(const torch::Tensor& table) {
 
 int64_t StudentClassifier::parameter_count() const {
   int64_t n = 0;
-  for (const auto& p : module_->parameters()) n += p.numel();
+  for (const auto& p : net_->parameters()) n += p.numel();
   return n;
 }
 

@@ -86,4 +86,6 @@ double text_cnn_flops(const TextCnnOptions& o, double tokens) {
   return 2 * macs;
 }
 
+double TextCnnImpl::flops_per_example(double tokens) const { return text_cnn_flops(options_, tokens); }
+
 }  // namespace kd

@@ -13,6 +13,7 @@
 #include "kd/knowledge/knowledge_cache.h"
 #include "kd/models/classifier_registry.h"
 #include "kd/models/student_registry.h"
+#include "kd/train/distill_student.h"
 #include "kd/train/trainer_config.h"
 #include "kd/util/log.h"
 
@@ -116,14 +117,22 @@ std::unique_ptr<KnowledgeSource> cached_knowledge(const DistillOptions& o, const
 
 }  // namespace
 
-LossFn distill_loss_fn(const DistillLossOptions& options, KnowledgeSource* knowledge) {
+LossFn distill_loss_fn(const DistillLossOptions& options, KnowledgeSource* knowledge, FeatureObjective features) {
   auto loss = std::make_shared<DistillLoss>(options);
-  if (loss->needs_teacher() && knowledge == nullptr)
-    throw Error("distill_loss_fn: alpha > 0 needs a knowledge source");
-  return [loss, knowledge](const ModelOutput& out, const Batch& batch) {
-    torch::Tensor teacher_logits;
-    if (loss->needs_teacher()) teacher_logits = knowledge->logits(batch);  // (B, C)
-    return (*loss)(out.logits, teacher_logits, batch.labels).total;
+  const bool with_features = features && !features->empty();
+  if ((loss->needs_teacher() || with_features) && knowledge == nullptr)
+    throw Error("distill_loss_fn: a teacher term needs a knowledge source");
+  if (!with_features) {
+    return [loss, knowledge](const ModelOutput& out, const Batch& batch) {
+      torch::Tensor teacher_logits;
+      if (loss->needs_teacher()) teacher_logits = knowledge->logits(batch);  // (B, C)
+      return (*loss)(out.logits, teacher_logits, batch.labels).total;
+    };
+  }
+  auto terms = features.ptr();
+  return [loss, knowledge, terms](const ModelOutput& out, const Batch& batch) {
+    const ModelOutput teacher = knowledge->teach(batch, terms->needs());
+    return (*loss)(out.logits, teacher.logits, batch.labels).total + terms->forward(out, teacher, batch.attention_mask);
   };
 }
 
@@ -136,6 +145,7 @@ DistillOptions DistillOptions::from(ConfigNode root) {
   o.data = DataConfig::from(data);
   auto d = root.child("distill");
   o.loss = DistillLossOptions::from(d);
+  o.features = d.child_list("features");
   o.augment = AugmentOptions::from(d.child("augment"));
   o.cache = d.get<bool>("cache", true);
   o.cache_path = d.get<std::string>("cache_path", "");
@@ -171,7 +181,9 @@ DistillPipeline::DistillPipeline(DistillOptions options, ConfigNode student)
     : options_(std::move(options)), student_(std::move(student)) {
   teacher_ = load_classifier(options_.teacher_dir);
   teacher_->module().to(options_.train.device);
-  (void)make_student(student_, *teacher_);
+  auto built = make_student(student_, *teacher_);
+  if (!options_.features.empty())  // settings the two models cannot meet fail now, not after the cache
+    (void)FeatureObjective(options_.features, FeatureTermContext{built->encoder_shape(), teacher_->encoder_shape()});
 }
 
 DistillSummary DistillPipeline::run() {
@@ -247,7 +259,12 @@ DistillSummary DistillPipeline::run() {
 
   // Knowledge.
   std::unique_ptr<KnowledgeSource> knowledge;
-  if (o.loss.alpha > 0) {
+  if (!o.features.empty()) {
+    // Hidden states and attention matrices are too large to cache for every row; the teacher runs on
+    // every batch instead.
+    log_info("feature terms: the teacher runs live on every batch (distill.cache is not used)");
+    knowledge = std::make_unique<LiveTeacher>(*teacher);
+  } else if (o.loss.alpha > 0) {
     if (o.cache) {
       const std::string path = o.cache_path.empty() ? (run / "knowledge" / "train.safetensors").string() : o.cache_path;
       auto routed = std::make_unique<RoutedKnowledge>();
@@ -305,7 +322,14 @@ DistillSummary DistillPipeline::run() {
     t.progress = o.progress;
     DistillLossOptions lo = o.loss;
     if (!distilled) lo.alpha = 0;
-    Trainer trainer(*student, t, distill_loss_fn(lo, knowledge.get()));
+    FeatureObjective features{nullptr};
+    std::unique_ptr<TextClassifier> trained;  // the student, wrapped with the objective's parameters if any
+    if (distilled && !o.features.empty()) {
+      features = FeatureObjective(o.features, FeatureTermContext{student->encoder_shape(), teacher->encoder_shape()});
+      trained = std::make_unique<DistillStudent>(*student, features);
+      log_info("feature terms: " + features->describe());
+    }
+    Trainer trainer(trained ? *trained : *student, t, distill_loss_fn(lo, knowledge.get(), features));
     const TrainResult r = trainer.fit(distilled ? train : train_rows, valid);
     if (r.stopped_early) throw TrainError("stopped early");  // stop_after is not offered by kd distill
     const PartResult p = with_test(PartResult{r.best, r.history, r.train_seconds, std::nullopt});
@@ -392,7 +416,11 @@ DistillSummary DistillPipeline::run() {
                      {"soft_loss", o.loss.soft},
                      {"temperature", o.loss.temperature},
                      {"alpha", o.loss.alpha},
-                     {"knowledge", o.cache ? "cached" : "live"},
+                     {"knowledge", o.cache && o.features.empty() ? "cached" : "live"},
+                     {"features", o.features.empty()
+                                      ? std::string("none")
+                                      : FeatureObjective(o.features, FeatureTermContext{distilled->encoder_shape(), teacher->encoder_shape()})
+                                            ->describe()},
                      {"device", o.train.device.str()},
                      {"seeds", o.seeds},
                      {"epochs", o.train.epochs},

@@ -29,7 +29,7 @@ class FakeClassifier : public TextClassifier {
   FakeClassifier()
       : tokenizer_({"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c", "d", "e"}, {}),
         labels_(std::vector<std::string>{"neg", "pos"}) {}
-  ModelOutput forward(const Batch& batch, bool) override {
+  ModelOutput forward(const Batch& batch, const FeatureRequest&) override {
     // Masked mean of the embeddings, then the linear head.
     auto mask = batch.attention_mask.unsqueeze(-1).to(torch::kFloat);         // (B, T, 1)
     auto pooled = (net_->emb(batch.input_ids) * mask).sum(1) / mask.sum(1);  // (B, 4)
@@ -56,7 +56,7 @@ class FakeClassifier : public TextClassifier {
 class LoggingClassifier : public FakeClassifier {
  public:
   LoggingClassifier(char name, std::string* log) : name_(name), log_(log) {}
-  ModelOutput forward(const Batch& batch, bool features) override {
+  ModelOutput forward(const Batch& batch, const FeatureRequest& features) override {
     log_->push_back(name_);
     return FakeClassifier::forward(batch, features);
   }

@@ -39,7 +39,7 @@ class FakeTeacher : public TextClassifier {
     for (char c = 'a'; c <= 'z'; ++c) v.push_back(std::string(1, c) + std::string(1, c));
     return v;
   }
-  ModelOutput forward(const Batch& batch, bool) override {
+  ModelOutput forward(const Batch& batch, const FeatureRequest&) override {
     const int64_t C = labels_.size();
     auto id1 = batch.input_ids.select(1, 1).unsqueeze(1);                  // (B, 1)
     auto c = torch::arange(C, torch::kLong).unsqueeze(0);                  // (1, C)

@@ -1,14 +1,16 @@
 // StudentRegistryTest: building students from a config section against a teacher — sizes and labels
 // taken from the teacher, embeddings copied from it (with a projection when widths differ), and a
-// ConfigError naming the key for every impossible setting. BertTeacher's FLOPs and embeddings on the
+// ConfigError naming the key for every impossible setting. BertTextClassifier's FLOPs and embeddings on the
 // real all-MiniLM-L6-v2 checkpoint.
 #include "kd/models/student_registry.h"
 
 #include <gtest/gtest.h>
 
 #include "kd/error.h"
-#include "kd/models/bert_teacher.h"
+#include "kd/models/bert_text_classifier.h"
+#include "kd/models/bilstm.h"
 #include "kd/models/student_classifier.h"
+#include "kd/models/text_cnn.h"
 #include "../test_paths.h"  // tests/ is not on the include path
 
 namespace {
@@ -21,7 +23,7 @@ class FakeTeacher : public kd::TextClassifier {
     torch::manual_seed(11);
     table_ = torch::randn({32, 8});
   }
-  kd::ModelOutput forward(const kd::Batch&, bool) override { throw std::logic_error("not used"); }
+  kd::ModelOutput forward(const kd::Batch&, const kd::FeatureRequest&) override { throw std::logic_error("not used"); }
   torch::nn::Module& module() override { return module_; }
   const kd::WordPieceTokenizer& tokenizer() const override { return tokenizer_; }
   const kd::LabelVocab& labels() const override { return labels_; }
@@ -67,8 +69,8 @@ void expect_config_error(const std::string& yaml, const std::string& key) {
 
 }  // namespace
 
-TEST(StudentRegistryTest, KnowsBothStudents) {
-  EXPECT_EQ(kd::student_registry().known(), "bilstm, textcnn");
+TEST(StudentRegistryTest, KnowsEveryStudentKind) {
+  EXPECT_EQ(kd::student_registry().known(), "bert, bilstm, textcnn");
 }
 
 TEST(StudentRegistryTest, TakesVocabularyLabelsAndLengthFromTheTeacher) {
@@ -78,7 +80,7 @@ TEST(StudentRegistryTest, TakesVocabularyLabelsAndLengthFromTheTeacher) {
   EXPECT_EQ(s->labels().labels(), teacher.labels().labels());
   EXPECT_EQ(s->max_length(), 12);
   EXPECT_EQ(s->tokenizer().vocab(), teacher.tokenizer().vocab());
-  const auto& o = s->bilstm()->options();
+  const auto& o = std::dynamic_pointer_cast<kd::BiLstmImpl>(s->net())->options();
   EXPECT_EQ(o.vocab_size, 30);
   EXPECT_EQ(o.num_classes, 2);
   EXPECT_EQ(o.padding_idx, 0);
@@ -105,11 +107,11 @@ TEST(StudentRegistryTest, DifferentWidthKeepsTheTeacherTableAndLearnsAProjection
   EXPECT_EQ(lstm->options_json()["projection"], 8);
   EXPECT_TRUE(torch::equal(lstm->word_embeddings(), teacher.table_.slice(0, 0, 30)));
   const auto ids = torch::tensor({{2, 7, 9, 3}}, torch::kInt64);
-  EXPECT_EQ(lstm->bilstm()->embed(ids).sizes(), (std::vector<int64_t>{1, 4, 5}));
-  EXPECT_EQ(lstm->bilstm()->projection->weight.sizes(), (std::vector<int64_t>{5, 8}));
+  EXPECT_EQ(std::dynamic_pointer_cast<kd::BiLstmImpl>(lstm->net())->embed(ids).sizes(), (std::vector<int64_t>{1, 4, 5}));
+  EXPECT_EQ(std::dynamic_pointer_cast<kd::BiLstmImpl>(lstm->net())->projection->weight.sizes(), (std::vector<int64_t>{5, 8}));
 
   auto cnn = build("student: {type: textcnn, embedding_dim: 6, kernel_sizes: [2], filters: 3}", teacher);
-  EXPECT_EQ(cnn->text_cnn()->embed(ids).sizes(), (std::vector<int64_t>{1, 4, 6}));
+  EXPECT_EQ(std::dynamic_pointer_cast<kd::TextCnnImpl>(cnn->net())->embed(ids).sizes(), (std::vector<int64_t>{1, 4, 6}));
   EXPECT_TRUE(torch::equal(cnn->word_embeddings(), teacher.table_.slice(0, 0, 30)));
   cnn->module().eval();
   kd::Batch b;
@@ -165,10 +167,10 @@ TEST(StudentRegistryTest, ImpossibleSettingsNameTheKey) {
   expect_config_error("student: {type: textcnn, dropout: 1.5}", "dropout");
 }
 
-TEST(StudentRegistryTest, BertTeacherFlopsAndEmbeddings) {
-  kd::BertTeacherOptions o;
+TEST(StudentRegistryTest, BertTextClassifierFlopsAndEmbeddings) {
+  kd::BertTextClassifierOptions o;
   o.path = kd::test::model_dir();
-  auto teacher = kd::BertTeacher::from_pretrained(o, kd::LabelVocab({"neg", "pos"}));
+  auto teacher = kd::BertTextClassifier::from_pretrained(o, kd::LabelVocab({"neg", "pos"}));
   // all-MiniLM-L6-v2: L = 6, H = 384, I = 1536, 2 classes, with pooler. At T = 16, per layer
   // 4*16*384^2 + 2*16^2*384 + 2*16*384*1536 = 28,508,160 multiply-adds.
   const double T = 16, H = 384, I = 1536, L = 6;

@@ -1,7 +1,9 @@
 // StudentTest: the BiLSTM and TextCNN students on tiny random configurations — padding never changes a
 // row's logits, a real token does; save -> load_classifier is bit-exact; analytic FLOPs against hand
 // counts. StudentSlowTest: one timing of the default-size BiLSTM for training budgets.
+#include "kd/models/bilstm.h"
 #include "kd/models/student_classifier.h"
+#include "kd/models/text_cnn.h"
 
 #include <gtest/gtest.h>
 
@@ -49,13 +51,15 @@ kd::TextCnnOptions tiny_cnn(int64_t projection = 0) {
 
 std::unique_ptr<kd::StudentClassifier> make(const kd::BiLstmOptions& o) {
   torch::manual_seed(7);
-  auto m = std::make_unique<kd::StudentClassifier>(o, tiny_tokenizer(), kd::LabelVocab({"a", "b", "c"}), 16);
+  auto m = std::make_unique<kd::StudentClassifier>(std::make_shared<kd::BiLstmImpl>(o), "bilstm", tiny_tokenizer(),
+                                                   kd::LabelVocab({"a", "b", "c"}), 16);
   m->module().eval();
   return m;
 }
 std::unique_ptr<kd::StudentClassifier> make(const kd::TextCnnOptions& o) {
   torch::manual_seed(7);
-  auto m = std::make_unique<kd::StudentClassifier>(o, tiny_tokenizer(), kd::LabelVocab({"a", "b", "c"}), 16);
+  auto m = std::make_unique<kd::StudentClassifier>(std::make_shared<kd::TextCnnImpl>(o), "textcnn", tiny_tokenizer(),
+                                                   kd::LabelVocab({"a", "b", "c"}), 16);
   m->module().eval();
   return m;
 }
@@ -131,12 +135,12 @@ TEST(StudentTest, TextCnnPaddingInvarianceIncludingRowsShorterThanAKernel) {
 
 TEST(StudentTest, ForwardShapesAndFeatures) {
   auto lstm = make(tiny_bilstm("max"));
-  auto out = lstm->forward(padded({2, 11, 12, 3}, 6), /*features=*/true);
+  auto out = lstm->forward(padded({2, 11, 12, 3}, 6), kd::FeatureRequest::all());
   EXPECT_EQ(out.logits.sizes(), (std::vector<int64_t>{3, 3}));
   EXPECT_EQ(out.feature("pooled").sizes(), (std::vector<int64_t>{3, 10}));     // (B, 2H)
   EXPECT_EQ(out.feature("embeddings").sizes(), (std::vector<int64_t>{3, 6, 6}));
   auto cnn = make(tiny_cnn());
-  out = cnn->forward(padded({2, 11, 12, 3}, 6), true);
+  out = cnn->forward(padded({2, 11, 12, 3}, 6), kd::FeatureRequest::all());
   EXPECT_EQ(out.feature("pooled").sizes(), (std::vector<int64_t>{3, 12}));     // (B, K*F)
   EXPECT_EQ(lstm->type(), "bilstm");
   EXPECT_EQ(cnn->type(), "textcnn");
@@ -208,7 +212,7 @@ TEST(StudentTest, LoadRejectsUnknownTypeAndMismatchedLabels) {
   kd::write_json_atomic((dir / "kd.json").string(), info);
   EXPECT_THROW(kd::load_classifier(dir.string()), kd::FormatError);
   std::filesystem::remove(dir / "model.safetensors");
-  EXPECT_THROW(kd::StudentClassifier::load(dir.string()), kd::IoError);
+  EXPECT_THROW(kd::load_classifier(dir.string()), kd::IoError);
 }
 
 TEST(StudentTest, BiLstmFlopsMatchAHandCount) {

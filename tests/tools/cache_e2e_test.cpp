@@ -14,7 +14,7 @@
 #include "kd/data/bucket_batcher.h"
 #include "kd/io/atomic_file.h"
 #include "kd/knowledge/knowledge_cache.h"
-#include "kd/models/bert_teacher.h"
+#include "kd/models/bert_text_classifier.h"
 #include "kd/models/classifier_registry.h"
 #include "test_paths.h"
 #include "tools/run_kd.h"
@@ -35,10 +35,10 @@ class CacheE2ETest : public ::testing::Test {
   // One classifier folder for the suite: the pretrained encoder with a fresh two-class head.
   static void SetUpTestSuite() {
     dir_ = new fs::path(test::temp_dir("e2e_cache"));
-    BertTeacherOptions o;
+    BertTextClassifierOptions o;
     o.path = test::model_dir();
     o.max_length = 64;
-    auto teacher = BertTeacher::from_pretrained(o, LabelVocab({"0", "1"}));
+    auto teacher = BertTextClassifier::from_pretrained(o, LabelVocab({"0", "1"}));
     StagedDir staged(*dir_ / "teacher");
     teacher->save(staged.path().string());
     staged.commit();

@@ -13,8 +13,9 @@
 #include <torch/cuda.h>
 
 #include "kd/io/atomic_file.h"
-#include "kd/models/bert_teacher.h"
+#include "kd/models/bert_text_classifier.h"
 #include "test_paths.h"
+#include "tools/hf_agreement.h"
 #include "tools/run_kd.h"
 
 namespace fs = std::filesystem;
@@ -53,10 +54,10 @@ void head_tsv(const std::string& src, const fs::path& dst, int n) {
 // The pretrained encoder with a fresh head for labels 0/1, saved as a teacher folder; `shift` moves
 // every weight a little, to make a different teacher.
 void save_teacher(const fs::path& dir, double shift) {
-  BertTeacherOptions o;
+  BertTextClassifierOptions o;
   o.path = test::model_dir();
   o.max_length = 32;
-  auto teacher = BertTeacher::from_pretrained(o, LabelVocab({"0", "1"}));
+  auto teacher = BertTextClassifier::from_pretrained(o, LabelVocab({"0", "1"}));
   {
     torch::NoGradGuard no_grad;
     for (auto& p : teacher->module().parameters()) p.add_(shift);
@@ -186,6 +187,41 @@ TEST_F(DistillE2ETest, EvalAndPredictLoadTheStudent) {
 
 // Augmented copies with word swaps: cached beside the training rows under a key naming the swaps and
 // the neighbour lists, reused on --resume, and counted in the report's settings.
+// A Transformer student (2 of the teacher's 6 layers) distilled with feature terms (hidden states,
+// attention scores, MiniLMv2 relations) besides the logits: the teacher runs live, the report names the
+// terms, the recorded figure is what the saved student scores, and transformers loads the student's
+// folder with the same logits. A resumed run after the first part has finished redoes nothing.
+TEST(DistillE2EBertStudentTest, FeatureTermsTrainATransformerStudentThatTransformersLoads) {
+  const auto dir = test::temp_dir("e2e_distill_bert");
+  write_setup(dir);
+  const std::string sets =
+      " --set distill.features='[{type: hidden_mse, layers: skip}, {type: attention_mse, layers: skip},"
+      " {type: relation_kl, relation_heads: 12, weight: 0.5}]' --set report.seeds=[1] --set train.epochs=1"
+      " --set report.baseline=false";
+  {
+    std::string cfg = read_file((dir / "distill.yaml").string());
+    const auto at = cfg.find("student: {type: bilstm");
+    cfg.replace(at, cfg.find('\n', at) - at, "student: {type: bert, layers: 2}");
+    write_file_atomic((dir / "distill.yaml").string(), cfg);
+  }
+  auto r = run_kd("distill --config distill.yaml" + sets, dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("the teacher runs live"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "run/knowledge/train.safetensors")) << "no logits cache is made for feature terms";
+  const auto report = read_json((dir / "run/report.json").string());
+  const auto features = report.at("settings").at("features").get<std::string>();
+  EXPECT_EQ(features, "hidden_mse×1 + attention_mse×1 + relation_kl×0.5");
+  EXPECT_EQ(report.at("distilled").at("type").get<std::string>(), "bert");
+  auto ev = run_kd("eval --model run/student --data dev.tsv --batch-size 128 --out ev.json --log-level warn", dir);
+  ASSERT_EQ(ev.code, 0) << ev.err;
+  EXPECT_DOUBLE_EQ(report.at("distilled").at("accuracy").at(0).get<double>(),
+                   read_json((dir / "ev.json").string()).at("accuracy").get<double>());
+  test::expect_transformers_agrees(dir / "run/student", dir / "dev.tsv", dir, 1e-4);
+  auto again = run_kd("distill --config distill.yaml --resume" + sets, dir);
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_NE(again.err.find("done before"), std::string::npos) << again.err;
+}
+
 TEST(DistillE2EAugmentTest, SwappedCopiesAreCachedKeyedAndReused) {
   const auto dir = test::temp_dir("e2e_distill_augment");
   write_setup(dir);

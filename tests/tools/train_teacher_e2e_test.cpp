@@ -14,8 +14,9 @@
 #include "kd/data/text_dataset.h"
 #include "kd/data/bucket_batcher.h"
 #include "kd/io/atomic_file.h"
-#include "kd/models/bert_teacher.h"
+#include "kd/models/bert_text_classifier.h"
 #include "test_paths.h"
+#include "tools/hf_agreement.h"
 
 namespace fs = std::filesystem;
 
@@ -85,48 +86,11 @@ TEST(TrainTeacherE2ETest, TrainsSavesAndLoadsInKdAndTransformers) {
                      summary["test"]["accuracy"].get<double>());
   }
 
-  // kd reloads the best folder and reproduces the accuracy it recorded.
-  auto teacher = BertTeacher::load((dir / "run/best").string());
+  // kd reloads the best folder with the teacher's labels; transformers loads the same folder and its
+  // logits match kd's.
+  auto teacher = BertTextClassifier::load((dir / "run/best").string());
   EXPECT_EQ(teacher->labels().labels(), (std::vector<std::string>{"0", "1"}));
-  TableOptions table;
-  auto rows = read_table((dir / "dev.tsv").string(), table);
-  TextDataset dev(rows, teacher->tokenizer(), teacher->labels(), teacher->max_length(), "dev.tsv");
-
-  // transformers loads the same folder; its logits match kd's.
-  {
-    std::ofstream s(dir / "sentences.txt");
-    for (const auto& row : rows) s << row.texts[0] << "\n";
-  }
-  const std::string py = test::python();
-  const std::string cmd = py + " " + test::source_dir() + "/tests/python/hf_classify.py " + (dir / "run/best").string() +
-                          " " + (dir / "sentences.txt").string() + " " + (dir / "hf.json").string() + " " +
-                          std::to_string(teacher->max_length());
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  const auto hf = read_json((dir / "hf.json").string());
-  EXPECT_EQ(hf["id2label"]["1"].get<std::string>(), "1");
-  torch::NoGradGuard no_grad;
-  teacher->module().eval();
-  BucketBatcherOptions bo;
-  bo.batch_size = static_cast<int64_t>(rows.size());
-  bo.shuffle = false;
-  BucketBatcher batcher(dev, bo, teacher->tokenizer().pad_id());
-  std::vector<int64_t> all(rows.size());
-  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
-  Batch batch = batcher.collate(all);
-  auto ids = hf["input_ids"].get<std::vector<std::vector<int64_t>>>();
-  for (size_t i = 0; i < ids.size(); ++i) {
-    for (size_t t = 0; t < ids[i].size(); ++t) {
-      const int64_t kd_id = t < static_cast<size_t>(batch.input_ids.size(1)) ? batch.input_ids[i][t].item<int64_t>() : 0;
-      ASSERT_EQ(kd_id, ids[i][t]) << "row " << i << " token " << t;
-    }
-  }
-  auto logits = teacher->forward(batch).logits;  // (B, C)
-  const auto rows_hf = hf["logits"].get<std::vector<std::vector<float>>>();
-  std::vector<float> flat;
-  for (const auto& r : rows_hf) flat.insert(flat.end(), r.begin(), r.end());
-  auto expected = torch::tensor(flat).reshape({static_cast<int64_t>(rows_hf.size()), -1});  // (B, C)
-  const double diff = (logits - expected).abs().max().item<double>();
-  EXPECT_LE(diff, 1e-4) << "kd vs transformers logits on the saved folder";
+  test::expect_transformers_agrees(dir / "run/best", dir / "dev.tsv", dir, 1e-4);
 }
 
 TEST(TrainTeacherE2ETest, ResumeAfterInterruptionMatchesUninterruptedRun) {

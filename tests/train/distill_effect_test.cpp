@@ -36,7 +36,9 @@
 #include "kd/io/config.h"
 #include "kd/knowledge/knowledge_source.h"
 #include "kd/losses/distill_loss.h"
+#include "kd/models/bilstm.h"
 #include "kd/models/student_classifier.h"
+#include "kd/models/text_cnn.h"
 #include "kd/models/student_registry.h"
 #include "kd/train/distill_pipeline.h"
 #include "kd/train/trainer.h"
@@ -135,7 +137,7 @@ TEST(DistillEffectTest, SoftLossMovesTheStudentTowardTheTeacher) {
   to.num_classes = labels.size();
   to.padding_idx = tokenizer.pad_id();
   torch::manual_seed(11);
-  StudentClassifier teacher(to, tokenizer, labels, kMaxLength);
+  StudentClassifier teacher(std::make_shared<TextCnnImpl>(to), "textcnn", tokenizer, labels, kMaxLength);
   Trainer(teacher, trainer_options((dir / "teacher").string(), 6, 5e-3), classification_loss)
       .fit(teacher_data, valid);
   teacher.module().eval();

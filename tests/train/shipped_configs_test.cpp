@@ -16,7 +16,7 @@
 #include "kd/data/data_config.h"
 #include "kd/data/label_vocab.h"
 #include "kd/io/config.h"
-#include "kd/models/bert_teacher.h"
+#include "kd/models/bert_text_classifier.h"
 #include "kd/models/classifier_registry.h"
 #include "kd/models/student_registry.h"
 #include "kd/train/distill_pipeline.h"
@@ -87,9 +87,9 @@ void check_distill_config(const fs::path& path) {
   if (!options.unlabelled.empty()) {
     EXPECT_TRUE(fs::exists(from_root(options.unlabelled))) << options.unlabelled;
   }
-  kd::BertTeacherOptions t;
+  kd::BertTextClassifierOptions t;
   t.path = kd::test::model_dir();
-  const auto teacher = kd::BertTeacher::from_pretrained(t, labels);
+  const auto teacher = kd::BertTextClassifier::from_pretrained(t, labels);
   const auto student = kd::make_student(root.child("student"), *teacher);
   EXPECT_EQ(student->labels().size(), labels.size());
   config.check_all_used();

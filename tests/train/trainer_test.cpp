@@ -32,7 +32,7 @@ class TinyClassifier : public TextClassifier {
     emb_ = net_->register_module("emb", torch::nn::Embedding(7, 4));
     out_ = net_->register_module("out", torch::nn::Linear(4, 2));
   }
-  ModelOutput forward(const Batch& batch, bool) override {
+  ModelOutput forward(const Batch& batch, const FeatureRequest&) override {
     auto mask = batch.attention_mask.unsqueeze(-1).to(torch::kFloat32);      // (B, T, 1)
     auto mean = (emb_(batch.input_ids) * mask).sum(1) / mask.sum(1);        // (B, 4)
     return {out_(mean), {}};

@@ -53,6 +53,7 @@ class ConfigNode {
   ConfigNode(std::shared_ptr<Config::State> state, YAML::Node node, std::string path);
 
   bool has(const std::string& key) const;
+  bool is_list(const std::string& key) const;  // present and a YAML sequence
   // The keys present in this map, in file order (none are marked as read).
   std::vector<std::string> keys() const;
   // The value, or `fallback` (also recorded in the resolved config) when the key is absent.
@@ -65,6 +66,8 @@ class ConfigNode {
   std::vector<std::string> get_list(const std::string& key, const std::vector<std::string>& fallback);
   // A nested map (created empty when absent, so defaults can be recorded inside it).
   ConfigNode child(const std::string& key);
+  // A list of maps (none when absent); item i is addressed as "<path>.<key>.<i>" in messages.
+  std::vector<ConfigNode> child_list(const std::string& key);
 
   // "<file>: key 'train.lr' (line 12)" — for error messages about a value read from here.
   std::string where(const std::string& key) const;

@@ -17,6 +17,9 @@ class KnowledgeSource {
   // cover are an error (DataError naming the row).
   virtual torch::Tensor logits(const Batch& batch) = 0;
   virtual int64_t num_classes() const = 0;
+  // The teacher's logits and the features `features` asks for (hidden states, attention...), detached.
+  // A source that holds logits only throws a ConfigError when features are asked for.
+  virtual ModelOutput teach(const Batch& batch, const FeatureRequest& features);
 };
 
 // Runs the teacher in eval mode without gradients on every batch.
@@ -25,6 +28,7 @@ class LiveTeacher : public KnowledgeSource {
   explicit LiveTeacher(TextClassifier& teacher) : teacher_(teacher) {}
   torch::Tensor logits(const Batch& batch) override;
   int64_t num_classes() const override;
+  ModelOutput teach(const Batch& batch, const FeatureRequest& features) override;
 
  private:
   TextClassifier& teacher_;

@@ -46,21 +46,16 @@ struct BertOptions {
   nlohmann::json to_config_json() const;
 };
 
-// Which intermediate results forward() returns in ModelOutput::features.
-struct BertFeatureRequest {
-  bool hidden_states = false;  // "hidden.0" (embeddings) .. "hidden.N", each (B, T, H)
-  bool attentions = false;     // "attn.1" .. "attn.N", each (B, heads, T, T), post-softmax
-};
-
 class BertModelImpl : public torch::nn::Module {
  public:
   explicit BertModelImpl(const BertOptions& options);
 
   // input_ids, token_type_ids, attention_mask: (B, T) int64; token_type_ids may be undefined (zeros).
   // Returns features "last_hidden" (B, T, H), "pooled" (B, H) when the pooler exists, and the
-  // requested per-layer features. logits is left undefined (an encoder has no head).
+  // requested per-layer features (FeatureRequest: hidden.i, attn.i, attn_scores.i, query/key/value.i).
+  // logits is left undefined (an encoder has no head).
   ModelOutput forward(const torch::Tensor& input_ids, const torch::Tensor& token_type_ids,
-                      const torch::Tensor& attention_mask, const BertFeatureRequest& request = {});
+                      const torch::Tensor& attention_mask, const FeatureRequest& request = {});
 
   const BertOptions& options() const { return options_; }
 
@@ -80,7 +75,7 @@ class BertClassifierImpl : public torch::nn::Module {
 
   // logits (B, C); features as BertModel::forward.
   ModelOutput forward(const torch::Tensor& input_ids, const torch::Tensor& token_type_ids,
-                      const torch::Tensor& attention_mask, const BertFeatureRequest& request = {});
+                      const torch::Tensor& attention_mask, const FeatureRequest& request = {});
 
   BertModel bert{nullptr};
   torch::nn::Dropout dropout{nullptr};

@@ -24,6 +24,14 @@ torch::Tensor bert_additive_mask(const torch::Tensor& attention_mask, torch::Sca
 bool bert_activation_known(const std::string& name);
 torch::Tensor bert_activation(const torch::Tensor& x, const std::string& name);
 
+// What a layer hands back beside its output when distillation asks (each only when its flag is set).
+struct BertLayerFeatures {
+  bool want_probs = false, want_scores = false, want_qkv = false;
+  torch::Tensor probs;              // (B, heads, T, T) attention probabilities after dropout (as HF returns them)
+  torch::Tensor scores;             // (B, heads, T, T) QKᵀ/√d before the padding bias and softmax
+  torch::Tensor query, key, value;  // (B, T, H) before the head split
+};
+
 class BertEmbeddingsImpl : public torch::nn::Module {
  public:
   explicit BertEmbeddingsImpl(const BertOptions& o);
@@ -39,12 +47,11 @@ TORCH_MODULE(BertEmbeddings);
 class BertSelfAttentionImpl : public torch::nn::Module {
  public:
   explicit BertSelfAttentionImpl(const BertOptions& o);
-  // hidden (B, T, H); mask_bias (B, 1, 1, T) additive or undefined. Returns the context (B, T, H)
-  // and, when need_probs, the attention probabilities (B, heads, T, T) after dropout, as Hugging Face
-  // returns them. Without need_probs the fused scaled_dot_product_attention kernel is used, since
-  // nothing then needs the (T, T) matrix materialised; the probabilities are returned undefined.
-  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias,
-                                                  bool need_probs);
+  // hidden (B, T, H); mask_bias (B, 1, 1, T) additive or undefined. Returns the context (B, T, H) and
+  // fills what `features` asks for. Unless the probabilities or scores are asked for, the fused
+  // scaled_dot_product_attention kernel is used, since nothing then needs the (T, T) matrix materialised.
+  torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias,
+                        BertLayerFeatures* features = nullptr);
 
   torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr};
   torch::nn::Dropout dropout{nullptr};
@@ -72,8 +79,8 @@ TORCH_MODULE(BertResidualOutput);
 class BertAttentionImpl : public torch::nn::Module {
  public:
   explicit BertAttentionImpl(const BertOptions& o);
-  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias,
-                                                  bool need_probs);
+  torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias,
+                        BertLayerFeatures* features = nullptr);
 
   BertSelfAttention self_attn{nullptr};  // registered as "self" (HF's attribute name)
   BertResidualOutput output{nullptr};
@@ -95,9 +102,9 @@ TORCH_MODULE(BertIntermediate);
 class BertLayerImpl : public torch::nn::Module {
  public:
   explicit BertLayerImpl(const BertOptions& o);
-  // Returns the layer output (B, T, H) and, when need_probs, attention probabilities (B, heads, T, T).
-  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias,
-                                                  bool need_probs);
+  // Returns the layer output (B, T, H) and fills what `features` asks for.
+  torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias,
+                        BertLayerFeatures* features = nullptr);
 
   BertAttention attention{nullptr};
   BertIntermediate intermediate{nullptr};

@@ -23,6 +23,8 @@
 #include <cstdint>
 #include <string>
 
+#include "kd/models/student_net.h"
+
 namespace kd {
 
 struct BiLstmOptions {
@@ -58,7 +60,7 @@ struct BiLstmOptions {
   static BiLstmOptions from_json(const nlohmann::json& j, const std::string& where);
 };
 
-class BiLstmImpl : public torch::nn::Module {
+class BiLstmImpl : public StudentNetImpl {
  public:
   explicit BiLstmImpl(const BiLstmOptions& options);
 
@@ -66,10 +68,13 @@ class BiLstmImpl : public torch::nn::Module {
   // given it receives the pooled sentence vector (B, 2H). Rows with an all-zero mask are read as one
   // token long (packing needs length >= 1); the batcher never produces them.
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
-                        torch::Tensor* pooled = nullptr);
+                        torch::Tensor* pooled = nullptr) override;
 
   // The token embeddings the LSTM reads (after the projection, if any): (B, T, E).
-  torch::Tensor embed(const torch::Tensor& input_ids);
+  torch::Tensor embed(const torch::Tensor& input_ids) override;
+  torch::Tensor word_embeddings() const override { return embedding->weight; }
+  double flops_per_example(double tokens) const override;
+  nlohmann::json options_json() const override { return options_.to_json(); }
 
   const BiLstmOptions& options() const { return options_; }
 

@@ -13,12 +13,18 @@
 
 namespace kd {
 
+// The layers, width and heads of a Transformer encoder, for the knowledge terms that pair layers and
+// heads; all 0 for a model without such layers (BiLSTM, TextCNN).
+struct EncoderShape {
+  int64_t layers = 0, hidden = 0, heads = 0;
+};
+
 class TextClassifier {
  public:
   virtual ~TextClassifier() = default;
 
-  // logits (B, C); per-layer features only when `features` is set (they cost memory).
-  virtual ModelOutput forward(const Batch& batch, bool features = false) = 0;
+  // logits (B, C), and the features `features` asks for (see FeatureRequest).
+  virtual ModelOutput forward(const Batch& batch, const FeatureRequest& features = {}) = 0;
   // The trainable module (parameters, train()/eval(), to(device)).
   virtual torch::nn::Module& module() = 0;
 
@@ -36,6 +42,7 @@ class TextClassifier {
   // The input word-embedding matrix (V, E) over tokenizer() ids, for students that start from it;
   // undefined when the model has none.
   virtual torch::Tensor word_embeddings() const { return {}; }
+  virtual EncoderShape encoder_shape() const { return {}; }
 };
 
 }  // namespace kd

@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "kd/models/student_net.h"
+
 namespace kd {
 
 struct TextCnnOptions {
@@ -50,16 +52,19 @@ struct TextCnnOptions {
   static TextCnnOptions from_json(const nlohmann::json& j, const std::string& where);
 };
 
-class TextCnnImpl : public torch::nn::Module {
+class TextCnnImpl : public StudentNetImpl {
  public:
   explicit TextCnnImpl(const TextCnnOptions& options);
 
   // input_ids (B, T) int64; attention_mask (B, T), 1 = token (left-aligned). Returns logits (B, C);
   // `pooled`, when given, receives the concatenated max-pooled features (B, K*F).
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
-                        torch::Tensor* pooled = nullptr);
+                        torch::Tensor* pooled = nullptr) override;
 
-  torch::Tensor embed(const torch::Tensor& input_ids);  // (B, T, E), before masking
+  torch::Tensor embed(const torch::Tensor& input_ids) override;  // (B, T, E), before masking
+  torch::Tensor word_embeddings() const override { return embedding->weight; }
+  double flops_per_example(double tokens) const override;
+  nlohmann::json options_json() const override { return options_.to_json(); }
 
   const TextCnnOptions& options() const { return options_; }
 

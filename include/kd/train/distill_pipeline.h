@@ -33,6 +33,7 @@
 #include "kd/io/config.h"
 #include "kd/knowledge/knowledge_source.h"
 #include "kd/losses/distill_loss.h"
+#include "kd/losses/feature_terms.h"
 #include "kd/models/text_classifier.h"
 #include "kd/train/trainer.h"
 
@@ -45,6 +46,9 @@ struct DistillOptions {
   std::string unlabelled;          // optional file of extra rows without labels (same text columns)
   AugmentOptions augment;          // teacher-labelled augmented copies of the training rows (distill.augment)
   DistillLossOptions loss;
+  // distill.features: terms on the teacher's hidden states, attention and relations
+  // (losses/feature_terms.h); with any, the teacher runs live on every batch.
+  std::vector<ConfigNode> features;
   bool cache = true;               // false: run the teacher inline on every batch
   std::string cache_path;          // empty: <run_dir>/knowledge/train.safetensors
   int64_t cache_top_k = 0;         // 0: all classes
@@ -64,8 +68,11 @@ struct DistillOptions {
 };
 
 // The trainer's objective for one student: DistillLoss on the model's logits, with the teacher's logits
-// from `knowledge` fetched only when the loss needs them (never for α = 0). `knowledge` must outlive it.
-LossFn distill_loss_fn(const DistillLossOptions& options, KnowledgeSource* knowledge);
+// from `knowledge` fetched only when the loss needs them (never for α = 0), plus the feature terms of
+// `features` when given (the teacher's features then come from knowledge->teach). `knowledge` must
+// outlive it.
+LossFn distill_loss_fn(const DistillLossOptions& options, KnowledgeSource* knowledge,
+                       FeatureObjective features = nullptr);
 
 struct DistillSummary {
   double teacher_accuracy = 0;                                // on the reported (test) rows

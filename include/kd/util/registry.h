@@ -28,6 +28,8 @@ class Registry {
     return it->second;
   }
 
+  const std::map<std::string, Factory>& entries() const { return entries_; }
+
   std::string known() const {
     std::string s;
     for (const auto& [k, v] : entries_) s += (s.empty() ? "" : ", ") + k;
