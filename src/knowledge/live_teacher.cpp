@@ -29,15 +29,7 @@ ModelOutput LiveTeacher::teach(const Batch& batch, const FeatureRequest& feature
   return out;
 }
 
-torch::Tensor LiveTeacher::logits(const Batch& batch) {
-  torch::NoGradGuard no_grad;
-  torch::nn::Module& module = teacher_.module();
-  if (module.is_training()) module.eval();
-  const auto params = module.parameters();
-  if (!params.empty() && batch.input_ids.defined() && batch.input_ids.device() != params.front().device())
-    return teacher_.forward(batch.to(params.front().device())).logits.to(torch::kFloat32).detach();  // (B, C)
-  return teacher_.forward(batch).logits.to(torch::kFloat32).detach();  // (B, C)
-}
+torch::Tensor LiveTeacher::logits(const Batch& batch) { return teach(batch, {}).logits; }  // (B, C)
 
 int64_t LiveTeacher::num_classes() const { return teacher_.labels().size(); }
 

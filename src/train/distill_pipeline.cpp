@@ -182,8 +182,11 @@ DistillPipeline::DistillPipeline(DistillOptions options, ConfigNode student)
   teacher_ = load_classifier(options_.teacher_dir);
   teacher_->module().to(options_.train.device);
   auto built = make_student(student_, *teacher_);
-  if (!options_.features.empty())  // settings the two models cannot meet fail now, not after the cache
-    (void)FeatureObjective(options_.features, FeatureTermContext{built->encoder_shape(), teacher_->encoder_shape()});
+  // Settings the two models cannot meet fail now, not after the cache.
+  features_ = options_.features.empty()
+                  ? "none"
+                  : FeatureObjective(options_.features, FeatureTermContext{built->encoder_shape(), teacher_->encoder_shape()})
+                        ->describe();
 }
 
 DistillSummary DistillPipeline::run() {
@@ -417,10 +420,7 @@ DistillSummary DistillPipeline::run() {
                      {"temperature", o.loss.temperature},
                      {"alpha", o.loss.alpha},
                      {"knowledge", o.cache && o.features.empty() ? "cached" : "live"},
-                     {"features", o.features.empty()
-                                      ? std::string("none")
-                                      : FeatureObjective(o.features, FeatureTermContext{distilled->encoder_shape(), teacher->encoder_shape()})
-                                            ->describe()},
+                     {"features", features_},
                      {"device", o.train.device.str()},
                      {"seeds", o.seeds},
                      {"epochs", o.train.epochs},

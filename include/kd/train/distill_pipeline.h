@@ -93,6 +93,7 @@ class DistillPipeline {
   DistillOptions options_;
   ConfigNode student_;
   std::unique_ptr<TextClassifier> teacher_;
+  std::string features_;  // the feature terms as the report names them ("none" without)
 };
 
 }  // namespace kd
