@@ -251,7 +251,10 @@ ModelOutput BertModelImpl::forward(const torch::Tensor& input_ids, const torch::
   const torch::Tensor mask_bias = bert_additive_mask(attention_mask, h.scalar_type());  // (B, 1, 1, T)
   auto& layers = encoder_->layers();
   for (size_t i = 0; i < layers.size(); ++i) {
-    BertLayerFeatures f{request.attention, request.attention_scores, request.qkv};
+    BertLayerFeatures f;
+    f.want_probs = request.attention;
+    f.want_scores = request.attention_scores;
+    f.want_qkv = request.qkv;
     h = layers[i]->forward(h, mask_bias, &f);  // (B, T, H)
     const std::string idx = std::to_string(i + 1);
     if (request.hidden) out.features["hidden." + idx] = h;
