@@ -6,7 +6,9 @@
 //     layers: 3              # Transformer layers
 //     hidden: 384            # width; default the teacher's
 //     heads: 12              # default the teacher's at the teacher's width, else hidden / 64
-//     intermediate: 1536     # feed-forward width; default the teacher's ratio times hidden
+//     intermediate: 1536     # feed-forward width; default the teacher's ratio times hidden. Smaller
+//                            #   than the teacher's at its width: each layer keeps the teacher's neurons
+//                            #   of largest weight norm (a pruned copy)
 //     init_layers: every_other   # at the teacher's width: which teacher layers the student starts from:
 //                            #   every_other (DistilBERT: 0, 2, 4, ...), uniform (TinyBERT's map: layer j of
 //                            #   the student from teacher layer (j+1)·N/M − 1), first, or a list [0, 2, 5];
@@ -64,18 +66,43 @@ std::vector<int64_t> layer_map(ConfigNode& s, int64_t student_layers, int64_t te
   return map;
 }
 
-// Copies teacher parameters into the student: encoder layer j from teacher layer map[j], every other
-// parameter of the same name and shape (embeddings, pooler, head).
-void copy_from_teacher(torch::nn::Module& student, torch::nn::Module& teacher, const std::vector<int64_t>& map) {
+// The feed-forward neurons a student layer with `keep` < the teacher's intermediate size inherits from
+// teacher layer `layer`: the `keep` of largest ‖w_in‖·‖w_out‖ (the neuron's input row times its output
+// column: how much it can move the residual stream), in the teacher's order. Magnitude pruning of whole
+// neurons, as in the structured pruning literature (Michel et al. 2019 do the same for heads).
+torch::Tensor kept_neurons(const torch::OrderedDict<std::string, torch::Tensor>& teacher, int64_t layer, int64_t keep) {
+  const std::string at = "bert.encoder.layer." + std::to_string(layer);
+  const auto w_in = teacher[at + ".intermediate.dense.weight"].detach();  // (I, H)
+  const auto w_out = teacher[at + ".output.dense.weight"].detach();       // (H, I)
+  const auto score = w_in.norm(2, {1}) * w_out.norm(2, {0});               // (I)
+  return std::get<0>(std::get<1>(score.topk(keep)).sort());                // (keep) ascending
+}
+
+// Copies teacher parameters into the student: encoder layer j from teacher layer map[j] (its
+// feed-forward neurons chosen by kept_neurons when the student's are fewer), every other parameter of
+// the same name and shape (embeddings, pooler, head).
+void copy_from_teacher(torch::nn::Module& student, torch::nn::Module& teacher, const std::vector<int64_t>& map,
+                       int64_t intermediate) {
   const std::string prefix = "bert.encoder.layer.";
   auto from = teacher.named_parameters();
   torch::NoGradGuard no_grad;
   for (auto& p : student.named_parameters()) {
     std::string name = p.key();
+    torch::Tensor neurons;  // (intermediate) teacher neurons this parameter keeps; undefined: all
     if (name.rfind(prefix, 0) == 0) {
       const auto dot = name.find('.', prefix.size());
       const auto j = std::stoll(name.substr(prefix.size(), dot - prefix.size()));
-      name = prefix + std::to_string(map[static_cast<size_t>(j)]) + name.substr(dot);
+      const int64_t layer = map[static_cast<size_t>(j)];
+      name = prefix + std::to_string(layer) + name.substr(dot);
+      const std::string rest = name.substr(name.find('.', prefix.size()));
+      const bool ffn_in = rest.rfind(".intermediate.dense.", 0) == 0, ffn_out = rest == ".output.dense.weight";
+      if ((ffn_in || ffn_out) && from[name].size(ffn_in ? 0 : 1) != intermediate)
+        neurons = kept_neurons(from, layer, intermediate);
+      if (neurons.defined()) {
+        const auto src = from[name].detach().index_select(ffn_in ? 0 : 1, neurons);
+        p.value().copy_(src.to(p.value().device()));
+        continue;
+      }
     }
     const auto* src = from.find(name);
     if (src == nullptr || src->sizes() != p.value().sizes())
@@ -102,19 +129,21 @@ std::unique_ptr<TextClassifier> make_bert_student(ConfigNode& s, const TextClass
   o.intermediate_size = positive_setting(s, "intermediate", t.intermediate_size * o.hidden_size / t.hidden_size);
   o.hidden_dropout_prob = o.attention_probs_dropout_prob = dropout_setting(s, t.hidden_dropout_prob);
 
+  // Teacher layers fit a student of the teacher's width and heads; a smaller feed-forward keeps the
+  // teacher's most important neurons (kept_neurons).
   const bool same_shape = same_width && o.num_attention_heads == t.num_attention_heads &&
-                          o.intermediate_size == t.intermediate_size;
+                          o.intermediate_size <= t.intermediate_size;
   std::vector<int64_t> map;
   if (same_shape) {
     map = layer_map(s, o.num_hidden_layers, t.num_hidden_layers);
   } else if (s.is_list("init_layers") || (s.has("init_layers") && s.get<std::string>("init_layers", "") != "random")) {
     throw ConfigError(located(s.where("init_layers"), "the student's layers differ in shape from the teacher's",
-                              "init_layers needs the teacher's hidden, heads and intermediate; use random"));
+                              "init_layers needs the teacher's hidden and heads and at most its intermediate; use random"));
   }
   auto student = BertTextClassifier::create(o, teacher->tokenizer(), teacher->labels(), teacher->max_length());
   auto& smodel = student->model();
   if (!map.empty()) {
-    copy_from_teacher(*smodel, *tmodel, map);
+    copy_from_teacher(*smodel, *tmodel, map, o.intermediate_size);
     // Layers copied from the teacher read the teacher's embedding space: a random table would not fit.
     if (s.get<std::string>("init_embeddings", "teacher_pca") == "random")
       throw ConfigError(located(s.where("init_embeddings"), "layers from the teacher need its embeddings",

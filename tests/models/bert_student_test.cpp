@@ -4,6 +4,7 @@
 // load_classifier reads back with the same logits.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "kd/error.h"
@@ -92,6 +93,37 @@ TEST(BertStudentTest, NarrowerStudentStartsFromTheTeacherTablesAlongTheirPrincip
   EXPECT_LE(pos_s.norm().item<double>(), pos_t.norm().item<double>() * (1 + 1e-6)) << "an orthogonal projection";
 }
 
+// A smaller feed-forward at the teacher's width keeps, in each copied layer, the teacher's neurons of
+// largest ‖w_in‖·‖w_out‖, in order; everything else of the layer is the teacher's unchanged.
+TEST(BertStudentTest, SmallerFeedForwardKeepsTheTeachersStrongestNeurons) {
+  auto teacher = tiny_teacher();  // intermediate 32
+  auto s = build("student: {type: bert, layers: 2, intermediate: 12, init_layers: [1, 3]}", *teacher);
+  for (const auto& [sl, tl] : std::vector<std::pair<int, int>>{{0, 1}, {1, 3}}) {
+    const std::string sp = "bert.encoder.layer." + std::to_string(sl) + ".", tp = "bert.encoder.layer." + std::to_string(tl) + ".";
+    const auto w_in = param(*teacher, tp + "intermediate.dense.weight");  // (32, 16)
+    const auto w_out = param(*teacher, tp + "output.dense.weight");      // (16, 32)
+    const auto score = (w_in.norm(2, {1}) * w_out.norm(2, {0})).detach();
+    // Expected neurons, computed the long way: every score of a kept neuron beats every dropped one.
+    std::vector<int64_t> order(32);
+    for (int64_t i = 0; i < 32; ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return score[a].item<float>() > score[b].item<float>(); });
+    std::vector<int64_t> kept(order.begin(), order.begin() + 12);
+    std::sort(kept.begin(), kept.end());
+    const auto idx = torch::tensor(kept, torch::kInt64);
+    EXPECT_EQ(param(*s, sp + "intermediate.dense.weight").sizes(), (std::vector<int64_t>{12, 16}));
+    EXPECT_TRUE(torch::equal(param(*s, sp + "intermediate.dense.weight"), w_in.index_select(0, idx)));
+    EXPECT_TRUE(torch::equal(param(*s, sp + "intermediate.dense.bias"),
+                             param(*teacher, tp + "intermediate.dense.bias").index_select(0, idx)));
+    EXPECT_TRUE(torch::equal(param(*s, sp + "output.dense.weight"), w_out.index_select(1, idx)));
+    for (const char* w : {"output.dense.bias", "attention.self.key.weight", "attention.output.dense.weight"})
+      EXPECT_TRUE(torch::equal(param(*s, sp + w), param(*teacher, tp + w))) << w;
+  }
+  // Keeping every neuron is the plain copy.
+  auto all = build("student: {type: bert, layers: 2, intermediate: 32, init_layers: [1, 3]}", *teacher);
+  EXPECT_TRUE(torch::equal(param(*all, "bert.encoder.layer.1.intermediate.dense.weight"),
+                           param(*teacher, "bert.encoder.layer.3.intermediate.dense.weight")));
+}
+
 TEST(BertStudentTest, ImpossibleSettingsNameTheirKey) {
   auto teacher = tiny_teacher();
   const std::vector<std::pair<std::string, std::string>> cases = {
@@ -105,6 +137,7 @@ TEST(BertStudentTest, ImpossibleSettingsNameTheirKey) {
       {"student: {type: bert, hidden: 32, heads: 4, init_embeddings: teacher_pca}", "hidden"},
       {"student: {type: bert, layers: 5}", "init_layers"},
       {"student: {type: bert, dropout: 1.5}", "dropout"},
+      {"student: {type: bert, intermediate: 40, init_layers: first}", "init_layers"},  // more neurons than the teacher
   };
   for (const auto& [yaml, key] : cases) {
     SCOPED_TRACE(yaml);
