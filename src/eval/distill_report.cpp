@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "kd/error.h"
+#include "kd/eval/png_render.h"
 #include "kd/io/atomic_file.h"
 #include "kd/util/log.h"
 
@@ -232,6 +233,14 @@ ReportFigures DistillReport::figures() const {
   return f;
 }
 
+namespace {
+nlohmann::json stages_json(const std::vector<ReportModel>& stages) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& m : stages) j.push_back(m.to_json());
+  return j;
+}
+}  // namespace
+
 nlohmann::json DistillReport::to_json() const {
   nlohmann::json results = nlohmann::json::array();
   for (const auto& r : target_results()) results.push_back(r.to_json());
@@ -239,7 +248,7 @@ nlohmann::json DistillReport::to_json() const {
                  {"warnings", warnings}, {"cpu", cpu}, {"date", date}, {"threads", threads}, {"settings", settings},
                  {"teacher", teacher.to_json()}, {"distilled", distilled.to_json()}, {"baseline", baseline.to_json()},
                  {"figures", figures().to_json()}, {"declared_targets", targets_to_json(targets)},
-                 {"targets", results}});
+                 {"targets", results}, {"stages", stages_json(stages)}});
 }
 
 const std::vector<TargetSpec>& distill_target_specs() {
@@ -292,6 +301,14 @@ std::string DistillReport::to_markdown() const {
   for (const Row& row : comparison_rows(*this))
     out << "| " << row[0] << " | " << row[1] << " | " << row[2] << " | " << row[3] << " |\n";
   out << "\n" << gain_sentence(*this) << "\n\n";
+  if (!stages.empty()) {
+    // The figure after each stage, so that what each stage adds is read off one table.
+    out << "## After each stage\n\n| stage | test accuracy | validation accuracy | retention |\n|---|---|---|---|\n";
+    for (const auto& m : stages)
+      out << "| " << m.name << " | " << seeds_cell(m.accuracy) << " | " << seeds_cell(m.valid_accuracy) << " | "
+          << percent_cell(teacher.accuracy.empty() ? NAN : m.accuracy_mean() / teacher.accuracy_mean()) << " |\n";
+    out << "\n";
+  }
   const auto results = target_results();
   if (!results.empty()) out << "## Targets\n\n" << targets_markdown(results) << "\n";
 
@@ -351,9 +368,18 @@ void write_report(const std::string& run_dir, const DistillReport& report) {
   const fs::path dir(run_dir);
   write_json_atomic((dir / "report.json").string(), report.to_json());
   write_file_atomic((dir / "report.md").string(), report.to_markdown());
-  write_file_atomic((dir / "curves.svg").string(), curves_svg(report));
-  write_file_atomic((dir / "accuracy_vs_latency.svg").string(), accuracy_latency_svg(report));
+  write_svg_and_png((dir / "curves.svg").string(), curves_svg(report));
+  write_svg_and_png((dir / "accuracy_vs_latency.svg").string(), accuracy_latency_svg(report));
 }
+
+std::string percent_cell(double fraction) { return pct(fraction); }
+std::string seeds_cell(const std::vector<double>& fractions) { return spread(fractions); }
+std::string si_cell(double value, const char* unit) { return si(value, unit); }
+std::string ratio_cell(const RatioEstimate& ratio) { return times_with_interval(ratio); }
+RatioEstimate teacher_speedup(const ModelProfile& teacher, const ModelProfile& student, bool batch1) {
+  return speed_ratio(teacher, student, batch1);
+}
+nlohmann::json finite_json(nlohmann::json j) { return finite(std::move(j)); }
 
 std::string cpu_model_name() {
   std::ifstream in("/proc/cpuinfo");

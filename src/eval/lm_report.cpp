@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "kd/eval/model_profile.h"
+#include "kd/eval/png_render.h"
 #include "kd/eval/svg_chart.h"
 #include "kd/io/atomic_file.h"
 #include "kd/util/log.h"
@@ -210,7 +211,7 @@ void write_lm_report(const std::string& run_dir, const LmReport& report) {
   fs::create_directories(run_dir);
   write_json_atomic((fs::path(run_dir) / "report.json").string(), report.to_json());
   write_file_atomic((fs::path(run_dir) / "report.md").string(), report.to_markdown());
-  write_file_atomic((fs::path(run_dir) / "curves.svg").string(), lm_curves_svg(report));
+  write_svg_and_png((fs::path(run_dir) / "curves.svg").string(), lm_curves_svg(report));
 }
 
 }  // namespace kd

@@ -14,6 +14,7 @@
 
 #include "kd/data/bucket_batcher.h"
 #include "kd/error.h"
+#include "kd/util/log.h"
 
 namespace fs = std::filesystem;
 
@@ -147,8 +148,13 @@ std::vector<ModelProfile> profile_models(const std::vector<ProfileTarget>& targe
   if (targets.empty()) return {};
   const size_t m = targets.size();
   const int64_t n = static_cast<int64_t>(sample.size());
-  double tokens = 0;
-  for (const auto& ex : sample.examples()) tokens += static_cast<double>(ex.encoding.size());
+  // Round r gives every model row r of its own sample, so the samples must be the same rows.
+  auto sample_of = [&](size_t i) -> const TextDataset& { return targets[i].sample ? *targets[i].sample : sample; };
+  for (size_t i = 0; i < m; ++i)
+    if (sample_of(i).size() != sample.size())
+      throw DataError(located(sample_of(i).source(), strf("model %zu's sample has %zu rows, the shared one %zu: a "
+                                                          "model's own sample must hold the same rows",
+                                                          i, sample_of(i).size(), sample.size())));
 
   std::vector<ModelProfile> profiles(m);
   std::vector<torch::Device> devices;
@@ -164,6 +170,8 @@ std::vector<ModelProfile> profile_models(const std::vector<ProfileTarget>& targe
     const auto params = module.parameters();
     for (const auto& t : params) p.parameters += t.numel();
     if (!targets[i].saved_dir.empty()) p.disk_bytes = folder_bytes(targets[i].saved_dir);
+    double tokens = 0;
+    for (const auto& ex : sample_of(i).examples()) tokens += static_cast<double>(ex.encoding.size());
     p.mean_tokens = tokens / static_cast<double>(n);
     p.flops_per_example = model.flops_per_example(p.mean_tokens);
     p.threads = torch::get_num_threads();
@@ -174,7 +182,7 @@ std::vector<ModelProfile> profile_models(const std::vector<ProfileTarget>& targe
     devices.push_back(params.empty() ? torch::Device(torch::kCPU) : params.front().device());
     p.device = devices.back().str();
     modes.push_back(std::make_unique<ModeGuard>(module));
-    batchers.push_back(std::make_unique<BucketBatcher>(sample, bo, model.tokenizer().pad_id()));
+    batchers.push_back(std::make_unique<BucketBatcher>(sample_of(i), bo, model.tokenizer().pad_id()));
   }
   torch::InferenceMode inference;
 

@@ -152,6 +152,36 @@ TEST(ModelProfileTest, SeveralModelsAreMeasuredInTurnsPassByPass) {
   EXPECT_TRUE(profile_models({}, data, so).empty());
 }
 
+// Records the widest batch it was given, to see which sample its passes came from.
+class WidthClassifier : public FakeClassifier {
+ public:
+  ModelOutput forward(const Batch& batch, const FeatureRequest& features) override {
+    widest = std::max(widest, batch.input_ids.size(1));
+    return FakeClassifier::forward(batch, features);
+  }
+  int64_t widest = 0;
+};
+
+// A model that reads text differently (another tokenizer or max_length) is timed on the same rows in
+// its own tokenization, in the same rounds as the others.
+TEST(ModelProfileTest, ATargetWithItsOwnSampleIsTimedOnItsOwnTokens) {
+  WidthClassifier a, b;
+  const TextDataset shared = sample({3, 5, 8}), own = sample({3, 4, 4});
+  SpeedOptions so;
+  so.warmup = 1;
+  so.warmup_seconds = 0;
+  so.repeats = 3;
+  so.large_batch = 2;
+  const auto profiles = profile_models({{&a, ""}, {&b, "", &own}}, shared, so);
+  EXPECT_NEAR(profiles[0].mean_tokens, 16.0 / 3, 1e-12);
+  EXPECT_NEAR(profiles[1].mean_tokens, 11.0 / 3, 1e-12);
+  EXPECT_EQ(a.widest, 8);
+  EXPECT_EQ(b.widest, 4);
+  EXPECT_EQ(profiles[1].b1_ms.size(), profiles[0].b1_ms.size());
+  const TextDataset fewer = sample({3, 4});
+  EXPECT_THROW(profile_models({{&a, ""}, {&b, "", &fewer}}, shared, so), DataError);
+}
+
 // Warm-up by time: a 1-ms student needs more than a count of passes (see SpeedOptions).
 TEST(ModelProfileTest, WarmUpLastsAtLeastTheSecondsAskedForEachKind) {
   FakeClassifier model;

@@ -39,6 +39,7 @@ std::vector<std::unique_ptr<Command>> all_commands() {
   commands.push_back(make_eval_command());
   commands.push_back(make_predict_command());
   commands.push_back(make_bench_command());
+  commands.push_back(make_compare_command());
   commands.push_back(make_generate_command());
   commands.push_back(make_distill_lm_command());
   commands.push_back(make_perplexity_command());

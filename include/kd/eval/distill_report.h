@@ -1,7 +1,8 @@
 // The report that ends every distillation run: teacher, distilled student and baseline student
 // (the same student trained without the teacher, α = 0, same budget) side by side, all measured in
 // the same run on the same machine. Written as report.json (every figure), report.md (a table a
-// person reads, linking the plots), curves.svg and accuracy_vs_latency.svg in the run folder.
+// person reads, linking the plots), curves.svg and accuracy_vs_latency.svg (and their PNGs) in the run
+// folder.
 #pragma once
 
 #include <optional>
@@ -72,6 +73,8 @@ struct DistillReport {
   int threads = 0;
   nlohmann::json settings = nlohmann::json::object();  // T, α, soft loss, student config, seeds, ...
   ReportModel teacher, distilled, baseline;
+  // With stages: the distilled student after each stage, in order (the last is `distilled`).
+  std::vector<ReportModel> stages;
 
   ReportFigures figures() const;
   std::vector<TargetResult> target_results() const;
@@ -80,13 +83,25 @@ struct DistillReport {
   std::string to_table() const;  // console: fixed-width columns
 };
 
-// Writes report.json, report.md, curves.svg and accuracy_vs_latency.svg into run_dir (created if
-// missing), each file atomically.
+// Writes report.json, report.md, curves.svg and accuracy_vs_latency.svg, each with a PNG of the same
+// picture beside it (png_render.h), into run_dir (created if missing), each file atomically.
 void write_report(const std::string& run_dir, const DistillReport& report);
 
 // The SVG documents write_report writes, for callers that want them elsewhere.
 std::string curves_svg(const DistillReport& report);
 std::string accuracy_latency_svg(const DistillReport& report);
+
+// Cells of the report tables, shared with the comparison of runs (compare_report.h); "n/a" for a figure
+// that was not measured.
+std::string percent_cell(double fraction);                     // "87.10%"
+std::string seeds_cell(const std::vector<double>& fractions);  // "87.10 ± 0.31% (3 seeds)", or the one value
+std::string si_cell(double value, const char* unit);           // "22.71 M", "1.23 GFLOP"
+std::string ratio_cell(const RatioEstimate& ratio);            // "11.4× (11.1–11.6)"
+// Teacher time / student time round by round (paired_ratio); for profiles without rounds, the ratio of
+// the medians. batch1: latency at batch 1, else the time of a large batch (the throughput ratio).
+RatioEstimate teacher_speedup(const ModelProfile& teacher, const ModelProfile& student, bool batch1);
+// `j` with every non-finite number in it made null (JSON has no NaN or infinity).
+nlohmann::json finite_json(nlohmann::json j);
 
 // "model name" of the first processor in /proc/cpuinfo; "unknown CPU" where there is none.
 std::string cpu_model_name();

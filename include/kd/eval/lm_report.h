@@ -3,8 +3,9 @@
 // (all and non-embedding), size on disk, perplexity on the evaluation text, batch-1 tokens/s for
 // prefill and generation with the KV cache, speed-ups — plus the training curves, where the curves'
 // held-out slice came from, and the targets the config declares (report.targets) with the verdicts
-// computed from the measured figures (targets.h). Written as report.json, report.md and curves.svg, each
-// atomically, with the same helpers as the classification report (distill_report.h, svg_chart.h).
+// computed from the measured figures (targets.h). Written as report.json, report.md and curves.svg (with
+// curves.png beside it), each atomically, with the same helpers as the classification report
+// (distill_report.h, svg_chart.h, png_render.h).
 //
 // Targets (report.targets):
 //   non_embedding_ratio: R         student / teacher non-embedding parameters ≤ R

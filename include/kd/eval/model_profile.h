@@ -58,13 +58,17 @@ ModelProfile profile_model(TextClassifier& model, const std::string& saved_dir, 
 struct ProfileTarget {
   TextClassifier* model = nullptr;  // not owned
   std::string saved_dir;            // its folder on disk; "" skips the size
+  // The same rows as profile_models' sample, in the same order, tokenized with this model's own
+  // tokenizer and max_length (models that read text differently); null: the shared sample. Not owned.
+  const TextDataset* sample = nullptr;
 };
 
 // profile_model for several models on the same sample, measured in turns: each warm-up and timed
 // round runs one pass of every model, in order, so that the machine's drift over the measurement
 // falls on all of them alike rather than on whichever model was being measured. It does not remove
 // the spread between processes: on the 2-vCPU machine of 2026-11-29 the same 1-ms BiLSTM measured
-// 0.77-1.34 ms at batch 1 in separate runs. Returns the profiles in order.
+// 0.77-1.34 ms at batch 1 in separate runs. A target with its own sample reads the same rows through it
+// (DataError if it holds another number of rows). Returns the profiles in order.
 std::vector<ModelProfile> profile_models(const std::vector<ProfileTarget>& targets, const TextDataset& sample,
                                          const SpeedOptions& options = {});
 
