@@ -136,6 +136,11 @@ bool ConfigNode::is_list(const std::string& key) const {
   return v && v.IsSequence();
 }
 
+bool ConfigNode::is_map(const std::string& key) const {
+  auto v = lookup(key);
+  return v && v.IsMap();
+}
+
 std::vector<std::string> ConfigNode::keys() const {
   std::vector<std::string> out;
   if (!node_ || !node_.IsMap()) return out;

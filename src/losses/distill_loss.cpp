@@ -11,13 +11,15 @@ namespace kd {
 
 namespace {
 
-const char* const kTemperatureRange = "a finite number > 0, e.g. 2 (Hinton et al. use 1..20)";
-const char* const kAlphaRange = "in [0, 1]: the weight of the soft term on labelled rows (0 = no teacher)";
+const ScheduleBounds kTemperatureBounds{0, 1e300, true, "a temperature must be a finite number > 0, e.g. 2 (Hinton et al. use 1..20)"};
+const ScheduleBounds kAlphaBounds{0, 1, false, "alpha must be in [0, 1]: the weight of the soft term on labelled rows (0 = no teacher)"};
 
-bool valid_temperature(double t) { return std::isfinite(t) && t > 0; }
-bool valid_alpha(double a) { return a >= 0 && a <= 1; }  // false for NaN too
-
-std::string num(double v) { return short_number(v); }
+// A schedule built in code rather than read from a config: the same bounds, checked here.
+void check(const Schedule& s, const ScheduleBounds& b, const char* name) {
+  const bool ok = (b.lo_open ? s.min() > b.lo : s.min() >= b.lo) && s.max() <= b.hi && std::isfinite(s.max());
+  if (!ok)
+    throw ConfigError(located("distillation loss", std::string(name) + " " + s.describe() + " is invalid", b.meaning));
+}
 
 }  // namespace
 
@@ -36,30 +38,20 @@ DistillLossOptions DistillLossOptions::from(ConfigNode& section) {
   DistillLossOptions o;
   o.soft = section.get<std::string>("soft_loss", o.soft);
   soft_loss_registry().get(o.soft, section.where("soft_loss"));  // throws, listing the known ones
-  o.temperature = section.get<double>("temperature", o.temperature);
-  if (!valid_temperature(o.temperature))
-    throw ConfigError(located(section.where("temperature"), "temperature " + num(o.temperature) + " is invalid",
-                              std::string("must be ") + kTemperatureRange));
-  o.alpha = section.get<double>("alpha", o.alpha);
-  if (!valid_alpha(o.alpha))
-    throw ConfigError(located(section.where("alpha"), "alpha " + num(o.alpha) + " is out of range",
-                              std::string("must be ") + kAlphaRange));
+  o.temperature = Schedule::from(section, "temperature", 2.0, kTemperatureBounds);
+  o.alpha = Schedule::from(section, "alpha", 0.5, kAlphaBounds);
   return o;
 }
 
 // Options built in code (not from a config) are checked here too, so a DistillLoss is always valid.
 DistillLoss::DistillLoss(DistillLossOptions options) : options_(std::move(options)) {
-  if (!valid_temperature(options_.temperature))
-    throw ConfigError(located("distillation loss", "temperature " + num(options_.temperature) + " is invalid",
-                              std::string("must be ") + kTemperatureRange));
-  if (!valid_alpha(options_.alpha))
-    throw ConfigError(located("distillation loss", "alpha " + num(options_.alpha) + " is out of range",
-                              std::string("must be ") + kAlphaRange));
+  check(options_.temperature, kTemperatureBounds, "temperature");
+  check(options_.alpha, kAlphaBounds, "alpha");
   soft_ = soft_loss_registry().get(options_.soft, "distillation loss: soft_loss");
 }
 
 DistillLossParts DistillLoss::operator()(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
-                                         const torch::Tensor& labels) const {
+                                         const torch::Tensor& labels, double progress) const {
   if (!student_logits.defined() || student_logits.dim() != 2)
     throw DataError("distillation loss: student logits must be (B, C)");
   const int64_t rows = student_logits.size(0), classes = student_logits.size(1);
@@ -84,7 +76,8 @@ DistillLossParts DistillLoss::operator()(const torch::Tensor& student_logits, co
   DistillLossParts parts;
   parts.hard = masked_mean(ce.detach(), labelled);  // 0 when no row is labelled
 
-  if (!needs_teacher()) {
+  const double a = options_.alpha.at(progress);
+  if (a == 0) {
     // The baseline: only labelled rows carry a signal. With none, masked_mean gives 0 that still has a
     // graph back to the student, so backward() is a no-op rather than an error.
     parts.total = masked_mean(ce, labelled);
@@ -94,8 +87,7 @@ DistillLossParts DistillLoss::operator()(const torch::Tensor& student_logits, co
 
   if (!teacher_logits.defined() || teacher_logits.sizes() != student_logits.sizes())
     throw DataError("distillation loss: teacher logits must be given with the student's shape (B, C) when alpha > 0");
-  const double a = options_.alpha;
-  const auto soft = soft_(student_logits, teacher_logits, options_.temperature);  // (B)
+  const auto soft = soft_(student_logits, teacher_logits, options_.temperature.at(progress));  // (B)
   // α = 1 leaves CE out entirely rather than multiplying it by 0 (an inf CE would give NaN).
   const auto per_row = a < 1 ? torch::where(labelled, a * soft + (1 - a) * ce, soft) : soft;  // (B)
   // Every row carries the soft signal; masked_mean with all-ones is the mean, and 0 for B = 0.

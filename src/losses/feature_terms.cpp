@@ -1,6 +1,7 @@
 #include "kd/losses/feature_terms.h"
 
 #include <cmath>
+#include <set>
 
 #include "kd/error.h"
 #include "kd/losses/feature_losses.h"
@@ -11,16 +12,21 @@ namespace {
 
 std::string layer_name(const char* kind, int64_t layer) { return std::string(kind) + "." + std::to_string(layer); }
 
+// The teacher side of layer pairs: kind.n for each (m, n).
+std::vector<std::string> teacher_layers(const char* kind, const std::vector<std::pair<int64_t, int64_t>>& pairs) {
+  std::vector<std::string> names;
+  for (const auto& [m, n] : pairs) names.push_back(layer_name(kind, n));
+  return names;
+}
+
 void require_encoders(ConfigNode& e, const FeatureTermContext& c) {
   if (c.student.layers < 1 || c.teacher.layers < 1)
     throw ConfigError(located(e.where("type"), "this term pairs Transformer layers",
                               "both the student and the teacher must be Transformers (student type: bert)"));
 }
 
-double weight_of(ConfigNode& e) {
-  const double w = e.get<double>("weight", 1.0);
-  if (!(w >= 0) || !std::isfinite(w)) throw ConfigError(located(e.where("weight"), "must be a finite number >= 0"));
-  return w;
+Schedule weight_of(ConfigNode& e) {
+  return Schedule::from(e, "weight", 1.0, {0, 1e300, false, "a weight must be a finite number >= 0"});
 }
 
 // One layer of a model from entry[key]: "last" or a number 1..layers.
@@ -61,6 +67,7 @@ class HiddenTerm : public FeatureTermImpl {
     return total;
   }
   FeatureRequest needs() const override { return {true, false, false, false}; }
+  std::vector<std::string> teacher_features() const override { return teacher_layers("hidden", pairs_); }
 
  private:
   std::vector<std::pair<int64_t, int64_t>> pairs_;
@@ -81,6 +88,7 @@ class AttentionMseTerm : public FeatureTermImpl {
     return total;
   }
   FeatureRequest needs() const override { return {false, false, true, false}; }
+  std::vector<std::string> teacher_features() const override { return teacher_layers("attn_scores", pairs_); }
 
  private:
   std::vector<std::pair<int64_t, int64_t>> pairs_;
@@ -94,6 +102,7 @@ class AttentionKlTerm : public FeatureTermImpl {
     return attention_kl(s.feature(layer_name("attn_scores", m_)), t.feature(layer_name("attn_scores", n_)), mask);
   }
   FeatureRequest needs() const override { return {false, false, true, false}; }
+  std::vector<std::string> teacher_features() const override { return {layer_name("attn_scores", n_)}; }
 
  private:
   int64_t m_, n_;
@@ -113,6 +122,11 @@ class RelationTerm : public FeatureTermImpl {
     return total;
   }
   FeatureRequest needs() const override { return {false, false, false, true}; }
+  std::vector<std::string> teacher_features() const override {
+    std::vector<std::string> names;
+    for (const auto& r : relations_) names.push_back(layer_name(r.c_str(), n_));
+    return names;
+  }
 
  private:
   std::vector<std::string> relations_;
@@ -215,11 +229,12 @@ FeatureObjectiveImpl::FeatureObjectiveImpl(std::vector<ConfigNode> entries, cons
 }
 
 torch::Tensor FeatureObjectiveImpl::forward(const ModelOutput& student, const ModelOutput& teacher,
-                                            const torch::Tensor& mask) {
+                                            const torch::Tensor& mask, double progress) {
   torch::Tensor total;
   for (size_t i = 0; i < terms_.size(); ++i) {
-    if (weights_[i] == 0) continue;
-    auto l = terms_[i]->forward(student, teacher, mask) * weights_[i];
+    const double w = weights_[i].at(progress);
+    if (w == 0) continue;
+    auto l = terms_[i]->forward(student, teacher, mask) * w;
     total = total.defined() ? total + l : l;
   }
   return total.defined() ? total : torch::zeros({}, student.logits.options());
@@ -231,9 +246,19 @@ FeatureRequest FeatureObjectiveImpl::needs() const {
   return r;
 }
 
+std::vector<std::string> FeatureObjectiveImpl::teacher_features() const {
+  std::set<std::string> names;
+  for (const auto& t : terms_)
+    for (auto& n : t->teacher_features()) names.insert(std::move(n));
+  return {names.begin(), names.end()};
+}
+
 std::string FeatureObjectiveImpl::describe() const {
   std::string s;
-  for (size_t i = 0; i < terms_.size(); ++i) s += (s.empty() ? "" : " + ") + names_[i] + "×" + short_number(weights_[i]);
+  for (size_t i = 0; i < terms_.size(); ++i) {
+    const auto& w = weights_[i];
+    s += (s.empty() ? "" : " + ") + names_[i] + "×" + (w.is_constant() ? w.describe() : "(" + w.describe() + ")");
+  }
   return s.empty() ? "none" : s;
 }
 

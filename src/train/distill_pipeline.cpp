@@ -10,6 +10,7 @@
 #include "kd/eval/evaluate.h"
 #include "kd/io/atomic_file.h"
 #include "kd/knowledge/cache_key.h"
+#include "kd/knowledge/feature_cache.h"
 #include "kd/knowledge/knowledge_cache.h"
 #include "kd/models/classifier_registry.h"
 #include "kd/models/student_registry.h"
@@ -115,24 +116,95 @@ std::unique_ptr<KnowledgeSource> cached_knowledge(const DistillOptions& o, const
   return CachedKnowledge::open(path, key);
 }
 
+std::string joined(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& x : v) out += (out.empty() ? "" : ", ") + x;
+  return out;
+}
+
+// The `stages:` list (StageOptions); `o` holds the experiment's other settings already.
+std::vector<StageOptions> read_stages(ConfigNode& root, const DistillOptions& o) {
+  const std::string types = joined(stage_types());
+  if (!root.is_list("stages"))
+    throw ConfigError(located(root.where("stages"), "must be a list of stages", "e.g. [{type: general, ...}, {type: task}]"));
+  auto list = root.child_list("stages");
+  if (list.empty())
+    throw ConfigError(located(root.where("stages"), "is empty", "list at least one stage (" + types + ") or leave stages out"));
+  std::vector<StageOptions> stages;
+  for (auto& st : list) {
+    StageOptions so;
+    so.type = st.require<std::string>("type");
+    const auto& known = stage_types();
+    if (std::find(known.begin(), known.end(), so.type) == known.end())
+      throw ConfigError(located(st.where("type"), "unknown stage '" + so.type + "'", "one of: " + types));
+    so.name = st.get<std::string>("name", so.type);
+    if (so.name.empty() || so.name == "baseline" || so.name == "distilled" ||
+        so.name.find_first_of("/\\. ") != std::string::npos)
+      throw ConfigError(located(st.where("name"), "'" + so.name + "' cannot name a stage's folder",
+                                "a plain word other than baseline and distilled"));
+    for (const auto& other : stages)
+      if (other.name == so.name)
+        throw ConfigError(located(st.where("name"), "a second stage named '" + so.name + "'", "give each stage its own name"));
+    so.train = trainer_options_from(st.child("train"), o.run_dir, o.train);
+    if (so.type == "general") {
+      if (!st.has("teacher"))
+        throw ConfigError(located(st.where("teacher"), "general distillation needs the pre-trained teacher",
+                                  "e.g. teacher: {type: bert, path: models/all-MiniLM-L6-v2, max_length: 66}"));
+      so.teacher.push_back(st.child("teacher"));
+      so.features = st.child_list("features");
+      if (so.features.empty())
+        throw ConfigError(located(st.where("features"), "general distillation needs feature terms",
+                                  "e.g. [{type: hidden_mse, layers: uniform}, {type: attention_mse, layers: uniform}]"));
+      auto d = st.child("data");
+      so.data = d.get<std::string>("train", "");
+      so.table.format = parse_table_format(d.get<std::string>("format", "auto"));
+      so.table.header = d.get<bool>("header", true);
+      so.table.text_columns = d.get_list("text", o.data.table.text_columns);
+      so.table.label_column.clear();
+      so.task_texts = st.get<bool>("task_texts", false);
+      if (so.data.empty() && !so.task_texts)
+        throw ConfigError(located(st.where("data"), "general distillation has no text",
+                                  "give data: {train: FILE, text: COLUMN} and/or task_texts: true"));
+      so.train.keep_latest = true;  // its validation accuracy (head untrained) chooses nothing
+    } else {
+      for (const char* key : {"teacher", "features", "data", "task_texts"})
+        if (st.has(key))
+          throw ConfigError(located(st.where(key), "a " + so.type + " stage takes no '" + key + "'",
+                                    so.type == "task" ? "the task stage uses the experiment's teacher and distill: section"
+                                                      : "fine-tuning uses the labels alone"));
+    }
+    stages.push_back(std::move(so));
+  }
+  return stages;
+}
+
 }  // namespace
 
-LossFn distill_loss_fn(const DistillLossOptions& options, KnowledgeSource* knowledge, FeatureObjective features) {
+const std::vector<std::string>& stage_types() {
+  static const std::vector<std::string> types = {"finetune", "general", "task"};
+  return types;
+}
+
+LossFn distill_loss_fn(const DistillLossOptions& options, KnowledgeSource* knowledge, FeatureObjective features,
+                       std::shared_ptr<const TrainingProgress> progress) {
   auto loss = std::make_shared<DistillLoss>(options);
   const bool with_features = features && !features->empty();
   if ((loss->needs_teacher() || with_features) && knowledge == nullptr)
     throw Error("distill_loss_fn: a teacher term needs a knowledge source");
+  if (!progress) progress = std::make_shared<TrainingProgress>();  // schedules stay at their start
   if (!with_features) {
-    return [loss, knowledge](const ModelOutput& out, const Batch& batch) {
+    return [loss, knowledge, progress](const ModelOutput& out, const Batch& batch) {
       torch::Tensor teacher_logits;
       if (loss->needs_teacher()) teacher_logits = knowledge->logits(batch);  // (B, C)
-      return (*loss)(out.logits, teacher_logits, batch.labels).total;
+      return (*loss)(out.logits, teacher_logits, batch.labels, progress->fraction).total;
     };
   }
   auto terms = features.ptr();
-  return [loss, knowledge, terms](const ModelOutput& out, const Batch& batch) {
+  return [loss, knowledge, terms, progress](const ModelOutput& out, const Batch& batch) {
     const ModelOutput teacher = knowledge->teach(batch, terms->needs());
-    return (*loss)(out.logits, teacher.logits, batch.labels).total + terms->forward(out, teacher, batch.attention_mask);
+    const double p = progress->fraction;
+    return (*loss)(out.logits, teacher.logits, batch.labels, p).total +
+           terms->forward(out, teacher, batch.attention_mask, p);
   };
 }
 
@@ -152,6 +224,7 @@ DistillOptions DistillOptions::from(ConfigNode root) {
   o.cache_top_k = d.get<int64_t>("top_k", 0);
   if (o.cache_top_k < 0) throw ConfigError(located(d.where("top_k"), "must be >= 0 (0 = every class)"));
   o.cache_fp16 = d.get<bool>("fp16", false);
+  o.features_fp16 = d.get<bool>("features_fp16", true);
   o.train = trainer_options_from(root.child("train"), o.run_dir);
   auto r = root.child("report");
   o.seeds.clear();
@@ -174,6 +247,7 @@ DistillOptions DistillOptions::from(ConfigNode root) {
     throw ConfigError(located(r.where("latency_repeats"),
                               "latency_repeats must be >= 1, latency_warmup and latency_warmup_seconds >= 0"));
   o.targets = read_targets(r.child("targets"), distill_target_specs());
+  if (root.has("stages")) o.stages = read_stages(root, o);
   return o;
 }
 
@@ -187,6 +261,28 @@ DistillPipeline::DistillPipeline(DistillOptions options, ConfigNode student)
                   ? "none"
                   : FeatureObjective(options_.features, FeatureTermContext{built->encoder_shape(), teacher_->encoder_shape()})
                         ->describe();
+  // A general stage's pre-trained teacher: the student starts from it and learns its features, over
+  // text the fine-tuned teacher's tokenizer reads, so both must read text alike.
+  for (auto& st : options_.stages) {
+    if (st.type != "general") {
+      stage_teachers_.push_back(nullptr);
+      continue;
+    }
+    ConfigNode& section = st.teacher.front();
+    auto pretrained = make_teacher(section, teacher_->labels());
+    if (fingerprint_tokenizer(pretrained->tokenizer()) != fingerprint_tokenizer(teacher_->tokenizer()))
+      throw ConfigError(located(section.where("path"), "the pre-trained teacher's tokenizer differs from the fine-tuned teacher's",
+                                "general distillation needs the encoder the teacher was fine-tuned from"));
+    if (pretrained->max_length() != teacher_->max_length())
+      throw ConfigError(located(section.where("max_length"),
+                                std::to_string(pretrained->max_length()) + " tokens, the fine-tuned teacher reads " +
+                                    std::to_string(teacher_->max_length()),
+                                "set max_length: " + std::to_string(teacher_->max_length())));
+    pretrained->module().to(options_.train.device);
+    auto from_pretrained = make_student(student_, *pretrained);
+    (void)FeatureObjective(st.features, FeatureTermContext{from_pretrained->encoder_shape(), pretrained->encoder_shape()});
+    stage_teachers_.push_back(std::move(pretrained));
+  }
 }
 
 DistillSummary DistillPipeline::run() {
@@ -220,7 +316,7 @@ DistillSummary DistillPipeline::run() {
   }
   std::unique_ptr<TextDataset> augmented;
   std::string augment_key = o.augment.describe();  // the augmented cache's key: how its copies were made
-  if (o.augment.enabled() && o.loss.alpha > 0) {
+  if (o.augment.enabled() && o.loss.alpha.max() > 0) {
     std::optional<WordNeighbours> neighbours;
     if (o.augment.swaps()) {
       const torch::Tensor table = teacher->word_embeddings();  // (V, H)
@@ -262,12 +358,30 @@ DistillSummary DistillPipeline::run() {
 
   // Knowledge.
   std::unique_ptr<KnowledgeSource> knowledge;
-  if (!o.features.empty()) {
-    // Hidden states and attention matrices are too large to cache for every row; the teacher runs on
-    // every batch instead.
-    log_info("feature terms: the teacher runs live on every batch (distill.cache is not used)");
+  if (!o.features.empty() && !o.cache) {
+    log_info("feature terms: the teacher runs live on every batch (distill.cache: false)");
     knowledge = std::make_unique<LiveTeacher>(*teacher);
-  } else if (o.loss.alpha > 0) {
+  } else if (!o.features.empty()) {
+    // The features the terms read, cached once over the training file's rows (held-out ones included,
+    // as for the logits); other rows would need the teacher live beside the cache.
+    if (extra || augmented)
+      throw ConfigError(located("distill.cache",
+                                "the teacher's features are cached for the training file only, "
+                                "not for data.unlabelled or distill.augment rows",
+                                "set distill.cache: false to run the teacher live on every row"));
+    std::vector<TextExample> file_rows = train_rows.examples();
+    if (!splits.holdout_rows.empty())
+      file_rows.insert(file_rows.end(), valid.examples().begin(), valid.examples().end());
+    const FeatureObjective terms(
+        o.features,
+        FeatureTermContext{make_student(student_section, *teacher)->encoder_shape(), teacher->encoder_shape()});
+    const fs::path folder = o.cache_path.empty() ? run / "knowledge" : fs::path(o.cache_path).parent_path();
+    knowledge = cached_features((folder / "features.safetensors").string(), *teacher,
+                                TextDataset(std::move(file_rows), splits.train_source),
+                                FeatureCacheKey::make(o.teacher_dir, *teacher, o.data.train, o.data.table,
+                                                      terms->teacher_features(), o.features_fp16),
+                                {o.train.eval_batch_size, o.progress});
+  } else if (o.loss.alpha.max() > 0) {
     if (o.cache) {
       const std::string path = o.cache_path.empty() ? (run / "knowledge" / "train.safetensors").string() : o.cache_path;
       auto routed = std::make_unique<RoutedKnowledge>();
@@ -297,9 +411,22 @@ DistillSummary DistillPipeline::run() {
     }
   }
 
-  // Students.
-  auto train_part = [&](int64_t seed, bool distilled) -> PartResult {
-    const fs::path dir = run / ("seed-" + std::to_string(seed)) / (distilled ? "distilled" : "baseline");
+  // Students. Each part is a Trainer run folder under seed-<s>/: the distilled student (one folder, or one
+  // per stage) and the baseline.
+  struct Part {
+    std::string folder;                     // under seed-<s>/
+    std::string what;                       // for the log
+    std::string start_from;                 // a model folder to continue from; "": make_student
+    TextClassifier* start_teacher;          // make_student's teacher (its layers, tables, head)
+    DistillLossOptions loss;
+    const std::vector<ConfigNode>* features;  // feature terms, or null
+    TextClassifier* feature_teacher;        // whose features they read
+    KnowledgeSource* knowledge;             // the teacher's logits and features
+    const TextDataset* data;
+    TrainerOptions train;
+  };
+  auto train_part = [&](int64_t seed, const Part& part) -> PartResult {
+    const fs::path dir = run / ("seed-" + std::to_string(seed)) / part.folder;
     // The chosen checkpoint on the reported rows: measured once, after training, and kept in result.json.
     auto with_test = [&](PartResult p) {
       if (p.test && p.test->source == reported.source()) return p;
@@ -313,34 +440,85 @@ DistillSummary DistillPipeline::run() {
       log_info("done before: " + dir.string());
       return with_test(part_from_json(read_json((dir / "result.json").string())));
     }
-    log_info(strf("training the %s student, seed %lld", distilled ? "distilled" : "baseline",
-                  static_cast<long long>(seed)));
+    log_info(strf("training the %s, seed %lld", part.what.c_str(), static_cast<long long>(seed)));
     torch::manual_seed(static_cast<uint64_t>(seed));
-    auto student = make_student(student_section, *teacher);
-    TrainerOptions t = o.train;
+    auto student = part.start_from.empty() ? make_student(student_section, *part.start_teacher)
+                                           : load_classifier(part.start_from);
+    TrainerOptions t = part.train;
     t.run_dir = dir.string();
     t.seed = static_cast<uint64_t>(seed);
     t.resume = fs::exists(dir / "last" / "trainer_state.json");
-    if (!distilled && o.baseline_epochs > 0) t.epochs = o.baseline_epochs;
+    t.device = o.train.device;
     t.progress = o.progress;
-    DistillLossOptions lo = o.loss;
-    if (!distilled) lo.alpha = 0;
     FeatureObjective features{nullptr};
     std::unique_ptr<TextClassifier> trained;  // the student, wrapped with the objective's parameters if any
-    if (distilled && !o.features.empty()) {
-      features = FeatureObjective(o.features, FeatureTermContext{student->encoder_shape(), teacher->encoder_shape()});
+    if (part.features && !part.features->empty()) {
+      features = FeatureObjective(*part.features,
+                                  FeatureTermContext{student->encoder_shape(), part.feature_teacher->encoder_shape()});
       trained = std::make_unique<DistillStudent>(*student, features);
       log_info("feature terms: " + features->describe());
     }
-    Trainer trainer(trained ? *trained : *student, t, distill_loss_fn(lo, knowledge.get(), features));
-    const TrainResult r = trainer.fit(distilled ? train : train_rows, valid);
+    t.training_progress = std::make_shared<TrainingProgress>();
+    Trainer trainer(trained ? *trained : *student, t,
+                    distill_loss_fn(part.loss, part.knowledge, features, t.training_progress));
+    const TrainResult r = trainer.fit(*part.data, valid);
     if (r.stopped_early) throw TrainError("stopped early");  // stop_after is not offered by kd distill
     const PartResult p = with_test(PartResult{r.best, r.history, r.train_seconds, std::nullopt});
-    log_info(strf("%s student, seed %lld: best validation accuracy %.4f (step %lld); test accuracy %.4f",
-                  distilled ? "distilled" : "baseline", static_cast<long long>(seed), r.best.accuracy,
+    log_info(strf("%s, seed %lld: %s validation accuracy %.4f (step %lld); test accuracy %.4f", part.what.c_str(),
+                  static_cast<long long>(seed), t.keep_latest ? "last" : "best", r.best.accuracy,
                   static_cast<long long>(r.best.step), p.test->accuracy));
     return p;
   };
+
+  DistillLossOptions labels_only = o.loss;
+  labels_only.alpha = 0;
+  TrainerOptions baseline_train = o.train;
+  if (o.baseline_epochs > 0) baseline_train.epochs = o.baseline_epochs;
+  const Part baseline_part{"baseline", "baseline student", "", teacher.get(), labels_only, nullptr, nullptr,
+                           nullptr, &train_rows, baseline_train};
+  // The distilled student's recipe: one task part, or the stages in order, each from the one before.
+  std::vector<Part> recipe;
+  std::vector<std::unique_ptr<TextDataset>> stage_data;
+  std::vector<std::unique_ptr<KnowledgeSource>> stage_knowledge;
+  if (o.stages.empty()) {
+    recipe.push_back({"distilled", "distilled student", "", teacher.get(), o.loss, &o.features, teacher.get(),
+                      knowledge.get(), &train, o.train});
+  }
+  for (size_t i = 0; i < o.stages.size(); ++i) {
+    const StageOptions& st = o.stages[i];
+    Part part{st.name, "stage '" + st.name + "' (" + st.type + ")", "", teacher.get(), o.loss, &o.features,
+              teacher.get(), knowledge.get(), &train, st.train};
+    if (st.type == "general") {
+      TextClassifier& pretrained = *stage_teachers_[i];
+      std::vector<TextExample> texts;
+      if (!st.data.empty()) {
+        auto rows = read_table(st.data, st.table);
+        for (auto& row : rows) row.row += kUnlabelledRowBase;
+        TextDataset read(rows, teacher->tokenizer(), labels, teacher->max_length(), st.data);
+        texts = read.examples();
+      }
+      if (st.task_texts)
+        for (TextExample e : train_rows.examples()) {
+          e.label = -1;  // the text only: general distillation learns no task
+          texts.push_back(std::move(e));
+        }
+      log_info(strf("stage '%s': %zu texts without labels", st.name.c_str(), texts.size()));
+      stage_data.push_back(std::make_unique<TextDataset>(std::move(texts), st.data.empty() ? o.data.train : st.data));
+      stage_knowledge.push_back(std::make_unique<LiveTeacher>(pretrained));
+      part.start_teacher = &pretrained;
+      part.loss = labels_only;  // no logits: the pre-trained teacher's head knows no task
+      part.features = &st.features;
+      part.feature_teacher = &pretrained;
+      part.knowledge = stage_knowledge.back().get();
+      part.data = stage_data.back().get();
+    } else if (st.type == "finetune") {
+      part.loss = labels_only;
+      part.features = nullptr;
+      part.knowledge = nullptr;
+      part.data = &train_rows;
+    }
+    recipe.push_back(std::move(part));
+  }
 
   DistillReport report;
   report.dataset = o.data.train;
@@ -360,26 +538,43 @@ DistillSummary DistillPipeline::run() {
   summary.teacher_accuracy = teacher_acc;
   int64_t best_seed = o.seeds.front();
   double best_acc = -1;
+  if (!o.stages.empty()) {
+    report.stages.resize(o.stages.size());
+    for (size_t i = 0; i < o.stages.size(); ++i) report.stages[i].name = o.stages[i].name + " (" + o.stages[i].type + ")";
+  }
+  auto record = [](ReportModel& m, const PartResult& p, int64_t seed) {
+    m.seeds.push_back(seed);
+    m.accuracy.push_back(p.test->accuracy);
+    m.macro_f1.push_back(p.test->macro_f1);
+    m.valid_accuracy.push_back(p.best.accuracy);
+    m.histories.push_back(p.history);
+  };
   for (int64_t seed : o.seeds) {
-    for (bool distilled : {true, false}) {
-      if (!distilled && !o.baseline) continue;
-      const PartResult p = train_part(seed, distilled);
-      ReportModel& m = distilled ? report.distilled : report.baseline;
-      m.accuracy.push_back(p.test->accuracy);
-      m.macro_f1.push_back(p.test->macro_f1);
-      m.valid_accuracy.push_back(p.best.accuracy);
-      m.histories.push_back(p.history);
-      (distilled ? summary.distilled_accuracy : summary.baseline_accuracy).push_back(p.test->accuracy);
-      // The deployable student is chosen on the validation rows too, never on the test figures.
-      if (distilled && p.best.accuracy > best_acc) {
-        best_acc = p.best.accuracy;
-        best_seed = seed;
-      }
+    PartResult p;
+    std::string previous;
+    for (size_t i = 0; i < recipe.size(); ++i) {
+      Part part = recipe[i];
+      if (!previous.empty()) part.start_from = previous;
+      p = train_part(seed, part);
+      previous = (run / ("seed-" + std::to_string(seed)) / part.folder / "best").string();
+      if (!o.stages.empty()) record(report.stages[i], p, seed);
+    }
+    record(report.distilled, p, seed);
+    summary.distilled_accuracy.push_back(p.test->accuracy);
+    // The deployable student is chosen on the validation rows too, never on the test figures.
+    if (p.best.accuracy > best_acc) {
+      best_acc = p.best.accuracy;
+      best_seed = seed;
+    }
+    if (o.baseline) {
+      const PartResult b = train_part(seed, baseline_part);
+      record(report.baseline, b, seed);
+      summary.baseline_accuracy.push_back(b.test->accuracy);
     }
   }
 
-  // The deployable student: the best distilled seed's model folder.
-  const fs::path best_dir = run / ("seed-" + std::to_string(best_seed)) / "distilled" / "best";
+  // The deployable student: the best distilled seed's model folder (of the last stage).
+  const fs::path best_dir = run / ("seed-" + std::to_string(best_seed)) / recipe.back().folder / "best";
   {
     StagedDir dir(run / "student");
     for (const auto& entry : fs::directory_iterator(best_dir))
@@ -408,18 +603,14 @@ DistillSummary DistillPipeline::run() {
   report.teacher.profile = profiles[0];
   report.distilled.profile = profiles[1];
   if (o.baseline) report.baseline.profile = profiles[2];
-  for (int64_t seed : o.seeds) {
-    report.distilled.seeds.push_back(seed);
-    if (o.baseline) report.baseline.seeds.push_back(seed);
-  }
   report.cpu = cpu_model_name();
   report.date = utc_now_iso();
   report.threads = torch::get_num_threads();
   report.settings = {{"teacher", o.teacher_dir},
                      {"soft_loss", o.loss.soft},
-                     {"temperature", o.loss.temperature},
-                     {"alpha", o.loss.alpha},
-                     {"knowledge", o.cache && o.features.empty() ? "cached" : "live"},
+                     {"temperature", o.loss.temperature.to_json()},
+                     {"alpha", o.loss.alpha.to_json()},
+                     {"knowledge", o.cache ? "cached" : "live"},
                      {"features", features_},
                      {"device", o.train.device.str()},
                      {"seeds", o.seeds},

@@ -188,7 +188,7 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
     state.loss_sum = 0;
     state.loss_count = 0;
     state.history.push_back(r);
-    const bool better = !state.has_best || r.accuracy > state.best.accuracy;
+    const bool better = o.keep_latest || !state.has_best || r.accuracy > state.best.accuracy;
     if (better) {
       state.best = r;
       state.has_best = true;
@@ -216,7 +216,10 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
     double loss_avg = 0;
     auto step_start = std::chrono::steady_clock::now();
     for (int64_t b = state.next_batch; b < batches_per_epoch; ++b) {
-      if (b == state.next_batch || (b % o.grad_accum) == 0) step_start = std::chrono::steady_clock::now();
+      if (b == state.next_batch || (b % o.grad_accum) == 0) {
+        step_start = std::chrono::steady_clock::now();
+        if (o.training_progress) o.training_progress->fraction = static_cast<double>(state.step) / static_cast<double>(total_steps);
+      }
       Batch batch = batcher.collate(plan[static_cast<size_t>(b)]);
       if (cuda) batch = batch.to(o.device);
       auto output = model_.forward(batch);

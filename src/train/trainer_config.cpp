@@ -11,17 +11,17 @@ T checked(ConfigNode& s, const std::string& key, T fallback, T lo, T hi, const c
 }
 }  // namespace
 
-TrainerOptions trainer_options_from(ConfigNode s, const std::string& run_dir) {
-  TrainerOptions o;
+TrainerOptions trainer_options_from(ConfigNode s, const std::string& run_dir, const TrainerOptions& d) {
+  TrainerOptions o = d;
   o.run_dir = run_dir;
-  o.epochs = checked<int64_t>(s, "epochs", 3, 1, 1000, "1..1000");
-  o.batch_size = checked<int64_t>(s, "batch_size", 32, 1, 65536, "1..65536");
-  o.eval_batch_size = checked<int64_t>(s, "eval_batch_size", 128, 1, 65536, "1..65536");
-  o.grad_accum = checked<int64_t>(s, "grad_accum", 1, 1, 1024, "1..1024");
-  o.eval_every = checked<int64_t>(s, "eval_every", 0, 0, INT64_MAX, ">= 0 (0 = each epoch)");
-  o.checkpoint_every = checked<int64_t>(s, "checkpoint_every", 200, 0, INT64_MAX, ">= 0 (0 = each epoch)");
-  o.seed = static_cast<uint64_t>(checked<int64_t>(s, "seed", 13, 0, INT64_MAX, ">= 0"));
-  o.optim = optimizer_options_from(s, OptimizerOptions{});
+  o.epochs = checked<int64_t>(s, "epochs", d.epochs, 1, 1000, "1..1000");
+  o.batch_size = checked<int64_t>(s, "batch_size", d.batch_size, 1, 65536, "1..65536");
+  o.eval_batch_size = checked<int64_t>(s, "eval_batch_size", d.eval_batch_size, 1, 65536, "1..65536");
+  o.grad_accum = checked<int64_t>(s, "grad_accum", d.grad_accum, 1, 1024, "1..1024");
+  o.eval_every = checked<int64_t>(s, "eval_every", d.eval_every, 0, INT64_MAX, ">= 0 (0 = each epoch)");
+  o.checkpoint_every = checked<int64_t>(s, "checkpoint_every", d.checkpoint_every, 0, INT64_MAX, ">= 0 (0 = each epoch)");
+  o.seed = static_cast<uint64_t>(checked<int64_t>(s, "seed", static_cast<int64_t>(d.seed), 0, INT64_MAX, ">= 0"));
+  o.optim = optimizer_options_from(s, d.optim);
   return o;
 }
 

@@ -14,6 +14,7 @@
 #include "kd/knowledge/knowledge_cache.h"
 #include "expect_error.h"
 #include "test_paths.h"
+#include "knowledge/training_batches.h"
 
 namespace fs = std::filesystem;
 
@@ -104,15 +105,7 @@ class KnowledgeCacheTest : public ::testing::Test {
     return path;
   }
   // Shuffled, length-bucketed batches, as training would draw them.
-  std::vector<Batch> batches() {
-    BucketBatcherOptions o;
-    o.batch_size = 7;
-    o.seed = 3;
-    BucketBatcher b(*dataset_, o, teacher_->tokenizer().pad_id());
-    std::vector<Batch> out;
-    for (const auto& idx : b.epoch_plan(0)) out.push_back(b.collate(idx));
-    return out;
-  }
+  std::vector<Batch> batches() { return test::training_batches(*dataset_, teacher_->tokenizer().pad_id()); }
 
   fs::path dir_;
   std::string data_, teacher_dir_;

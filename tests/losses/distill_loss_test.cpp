@@ -39,8 +39,8 @@ TEST(DistillLossTest, OptionsDefaultsAreRecorded) {
   auto section = c.root().child("distill");
   const auto o = DistillLossOptions::from(section);
   EXPECT_EQ(o.soft, "kl");
-  EXPECT_DOUBLE_EQ(o.temperature, 2.0);
-  EXPECT_DOUBLE_EQ(o.alpha, 0.5);
+  EXPECT_DOUBLE_EQ(o.temperature.at(0), 2.0);
+  EXPECT_DOUBLE_EQ(o.alpha.at(0), 0.5);
   c.check_all_used();
   const std::string resolved = c.resolved_yaml();
   for (const char* key : {"soft_loss: kl", "temperature: 2", "alpha: 0.5"})
@@ -50,9 +50,9 @@ TEST(DistillLossTest, OptionsDefaultsAreRecorded) {
 TEST(DistillLossTest, OptionsReadValues) {
   const auto o = options_from("distill:\n  soft_loss: mse\n  temperature: 4.5\n  alpha: 1\n");
   EXPECT_EQ(o.soft, "mse");
-  EXPECT_DOUBLE_EQ(o.temperature, 4.5);
-  EXPECT_DOUBLE_EQ(o.alpha, 1.0);
-  EXPECT_DOUBLE_EQ(options_from("distill: {alpha: 0}\n").alpha, 0.0);
+  EXPECT_DOUBLE_EQ(o.temperature.at(0), 4.5);
+  EXPECT_DOUBLE_EQ(o.alpha.at(0), 1.0);
+  EXPECT_DOUBLE_EQ(options_from("distill: {alpha: 0}\n").alpha.at(0), 0.0);
 }
 
 TEST(DistillLossTest, ConfigErrorsNameTheKeyAndLine) {

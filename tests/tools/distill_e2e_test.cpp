@@ -188,9 +188,11 @@ TEST_F(DistillE2ETest, EvalAndPredictLoadTheStudent) {
 // Augmented copies with word swaps: cached beside the training rows under a key naming the swaps and
 // the neighbour lists, reused on --resume, and counted in the report's settings.
 // A Transformer student (2 of the teacher's 6 layers) distilled with feature terms (hidden states,
-// attention scores, MiniLMv2 relations) besides the logits: the teacher runs live, the report names the
-// terms, the recorded figure is what the saved student scores, and transformers loads the student's
-// folder with the same logits. A resumed run after the first part has finished redoes nothing.
+// attention scores, MiniLMv2 relations) besides the logits: the teacher's features are cached once
+// (knowledge/features.safetensors), the report names the terms, the recorded figure is what the saved
+// student scores, and transformers loads the student's folder with the same logits. A resumed run after the
+// first part has finished redoes nothing and reuses the cache; unlabelled rows, which the cache does not
+// cover, are a one-line ConfigError.
 TEST(DistillE2EBertStudentTest, FeatureTermsTrainATransformerStudentThatTransformersLoads) {
   const auto dir = test::temp_dir("e2e_distill_bert");
   write_setup(dir);
@@ -206,9 +208,16 @@ TEST(DistillE2EBertStudentTest, FeatureTermsTrainATransformerStudentThatTransfor
   }
   auto r = run_kd("distill --config distill.yaml" + sets, dir);
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.err.find("the teacher runs live"), std::string::npos) << r.err;
-  EXPECT_FALSE(fs::exists(dir / "run/knowledge/train.safetensors")) << "no logits cache is made for feature terms";
+  EXPECT_NE(r.err.find("caching the teacher's features"), std::string::npos) << r.err;
+  // Only what the terms read: skip pairs student layers 1, 2 with teacher layers 2, 4; relation_kl the last.
+  EXPECT_NE(r.err.find("[\"attn_scores.2\",\"attn_scores.4\",\"hidden.0\",\"hidden.2\",\"hidden.4\",\"key.6\","
+                       "\"query.6\",\"value.6\"]"),
+            std::string::npos)
+      << r.err;
+  EXPECT_TRUE(fs::exists(dir / "run/knowledge/features.safetensors"));
+  EXPECT_FALSE(fs::exists(dir / "run/knowledge/train.safetensors")) << "the feature cache holds the logits too";
   const auto report = read_json((dir / "run/report.json").string());
+  EXPECT_EQ(report.at("settings").at("knowledge").get<std::string>(), "cached");
   const auto features = report.at("settings").at("features").get<std::string>();
   EXPECT_EQ(features, "hidden_mse×1 + attention_mse×1 + relation_kl×0.5");
   EXPECT_EQ(report.at("distilled").at("type").get<std::string>(), "bert");
@@ -220,6 +229,15 @@ TEST(DistillE2EBertStudentTest, FeatureTermsTrainATransformerStudentThatTransfor
   auto again = run_kd("distill --config distill.yaml --resume" + sets, dir);
   ASSERT_EQ(again.code, 0) << again.err;
   EXPECT_NE(again.err.find("done before"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("using the cached teacher features in run/knowledge/features.safetensors"),
+            std::string::npos)
+      << again.err;
+  auto extra = run_kd("distill --config distill.yaml --run-dir run_unlabelled --set data.unlabelled=dev.tsv" + sets, dir);
+  EXPECT_EQ(extra.code, 2) << extra.err;
+  EXPECT_EQ(error_lines(extra.err), 1u) << extra.err;
+  EXPECT_NE(extra.err.find("distill.cache: the teacher's features are cached for the training file only"),
+            std::string::npos)
+      << extra.err;
 }
 
 TEST(DistillE2EAugmentTest, SwappedCopiesAreCachedKeyedAndReused) {
@@ -346,6 +364,93 @@ TEST(DistillE2EDeviceTest, CudaRunsThereAndMatchesTheCpu) {
   e = run_kd("bench infer --model run/student --data dev.tsv --repeats 2 --warmup 1 --device cuda --out infer.json", dir);
   ASSERT_EQ(e.code, 0) << e.err;
   EXPECT_EQ(read_json((dir / "infer.json").string()).at("device").get<std::string>(), "cuda");
+}
+
+}  // namespace
+}  // namespace kd
+
+namespace kd {
+namespace {
+
+// `stages:`: general distillation from the pre-trained encoder over WikiText lines and the task's texts,
+// then task distillation, then fine-tuning, each in its own folder from the one before; the report gives
+// the figure after each stage; a second run finds every stage done; bad stage lists are one-line errors
+// with nothing written.
+TEST(DistillE2EStagesTest, GeneralThenTaskThenFineTuningEachFromTheLast) {
+  const auto dir = test::temp_dir("e2e_distill_stages");
+  write_setup(dir);
+  {
+    std::ifstream wiki(test::shared_data("wikitext2/wiki.valid.tokens"));
+    std::ofstream out(dir / "wiki.txt");
+    std::string line;
+    for (int n = 0; n < 60 && std::getline(wiki, line);)
+      if (line.size() > 20 && line.find(" = ") == std::string::npos) out << line << "\n", ++n;
+  }
+  std::string cfg = read_file((dir / "distill.yaml").string());
+  const auto at = cfg.find("student: {type: bilstm");
+  cfg.replace(at, cfg.find('\n', at) - at, "student: {type: bert, layers: 2}");
+  cfg += "stages:\n"
+         "  - type: general\n"
+         "    teacher: {type: bert, path: " + test::model_dir() + ", max_length: 32}\n"
+         "    data: {train: wiki.txt, text: '0', header: false, format: tsv}\n"
+         "    task_texts: true\n"
+         "    features: [{type: hidden_mse, layers: skip}, {type: attention_mse, layers: skip, weight: {start: 1, warmup: 0.5}}]\n"
+         "  - {type: task}\n"
+         "  - {type: finetune, name: tune, train: {lr: 1.0e-5}}\n";
+  write_file_atomic((dir / "staged.yaml").string(), cfg);
+  const std::string sets = " --set report.seeds=[1] --set train.epochs=1 --set report.baseline=false";
+  auto r = run_kd("distill --config staged.yaml" + sets, dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("stage 'general': 204 texts without labels"), std::string::npos) << r.err;  // 60 + 144
+  for (const char* stage : {"general", "task", "tune"})
+    EXPECT_TRUE(fs::exists(dir / "run/seed-1" / stage / "result.json")) << stage;
+  EXPECT_FALSE(fs::exists(dir / "run/seed-1/distilled"));
+  // The deployable student is the last stage's chosen model.
+  EXPECT_EQ(read_file((dir / "run/student/model.safetensors").string()),
+            read_file((dir / "run/seed-1/tune/best/model.safetensors").string()));
+  const auto report = read_json((dir / "run/report.json").string());
+  ASSERT_EQ(report.at("stages").size(), 3u);
+  EXPECT_EQ(report.at("stages").at(0).at("name").get<std::string>(), "general (general)");
+  EXPECT_DOUBLE_EQ(report.at("stages").at(2).at("accuracy").at(0).get<double>(),
+                   report.at("distilled").at("accuracy").at(0).get<double>());
+  EXPECT_NE(read_file((dir / "run/report.md").string()).find("## After each stage"), std::string::npos);
+  // The general stage keeps its last weights (its validation accuracy chooses nothing).
+  const auto general = read_json((dir / "run/seed-1/general/result.json").string());
+  const auto history = general.at("history");
+  EXPECT_EQ(general.at("best").at("step"), history.back().at("step"));
+
+  auto again = run_kd("distill --config staged.yaml --resume" + sets, dir);
+  ASSERT_EQ(again.code, 0) << again.err;
+  for (const char* stage : {"general", "task", "tune"})
+    EXPECT_NE(again.err.find(std::string("done before: run/seed-1/") + stage), std::string::npos) << again.err;
+
+  struct Case {
+    std::string stages, expect;
+  };
+  const std::vector<Case> cases = {
+      {"[]", "'stages'"},
+      {"[{type: distill}]", "unknown stage 'distill'"},
+      {"[{type: general, teacher: {type: bert, path: " + test::model_dir() + ", max_length: 32}, task_texts: true}]",
+       "'stages.0.features'"},
+      {"[{type: general, teacher: {type: bert, path: " + test::model_dir() + ", max_length: 32}, "
+       "features: [{type: hidden_mse}]}]", "'stages.0.data'"},
+      {"[{type: general, teacher: {type: bert, path: " + test::model_dir() + "}, task_texts: true, "
+       "features: [{type: hidden_mse}]}]", "'stages.0.teacher.max_length'"},
+      {"[{type: task}, {type: task}]", "a second stage named 'task'"},
+      {"[{type: finetune, features: []}]", "'stages.0.features'"},
+      {"[{type: task, name: baseline}]", "'stages.0.name'"},
+      {"[{type: general, teacher: {type: bert, path: " + test::model_dir() + ", max_length: 32}, task_texts: true, "
+       "features: [{type: hidden_mse, weight: {start: 1, end: -1}}]}]", "'stages.0.features.0.weight'"},
+  };
+  for (const auto& c : cases) {
+    std::string bad = cfg.substr(0, cfg.find("stages:\n")) + "stages: " + c.stages + "\n";
+    write_file_atomic((dir / "bad.yaml").string(), bad);
+    auto e = run_kd("distill --config bad.yaml --run-dir bad_run" + sets, dir);
+    EXPECT_EQ(e.code, 2) << c.stages << ": " << e.err;
+    EXPECT_EQ(error_lines(e.err), 1u) << c.stages << ": " << e.err;
+    EXPECT_NE(e.err.find(c.expect), std::string::npos) << c.stages << ": " << e.err;
+    EXPECT_FALSE(fs::exists(dir / "bad_run")) << "nothing written: " << c.stages;
+  }
 }
 
 }  // namespace

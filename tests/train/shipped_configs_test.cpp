@@ -92,6 +92,19 @@ void check_distill_config(const fs::path& path) {
   const auto teacher = kd::BertTextClassifier::from_pretrained(t, labels);
   const auto student = kd::make_student(root.child("student"), *teacher);
   EXPECT_EQ(student->labels().size(), labels.size());
+  // A general stage's pre-trained teacher (a path from the repository root, as model.path is) and the
+  // feature terms it is distilled with; the stand-in teacher has its shape.
+  auto stages = options.stages;
+  for (auto& stage : stages) {
+    if (stage.type != "general") continue;
+    auto& section = stage.teacher.front();
+    EXPECT_EQ(section.get<std::string>("type", ""), "bert");
+    const auto model = section.get<std::string>("path", "");
+    EXPECT_TRUE(fs::exists(from_root(model))) << model;
+    EXPECT_GT(section.get<int64_t>("max_length", 0), 0) << "the fine-tuned teacher's max_length, which the pipeline checks";
+    if (!stage.data.empty()) EXPECT_TRUE(fs::exists(from_root(stage.data))) << stage.data;
+    (void)kd::FeatureObjective(stage.features, kd::FeatureTermContext{student->encoder_shape(), teacher->encoder_shape()});
+  }
   config.check_all_used();
 }
 

@@ -123,6 +123,29 @@ TEST(TrainerTest, StopWhenEndsAfterThatStepWithoutEvaluationOrCheckpoint) {
   EXPECT_FALSE(fs::exists(dir / "last")) << "no checkpoint";
 }
 
+// Scheduled losses read TrainingProgress: before the micro-batches of step k it is k / steps planned.
+TEST(TrainerTest, ReportsItsProgressBeforeEachStep) {
+  const auto dir = test::temp_dir("trainer_progress");
+  TinyClassifier model;
+  auto data = make_data(model, 16);
+  TrainerOptions o;
+  o.run_dir = dir.string();
+  o.epochs = 2;
+  o.batch_size = 4;
+  o.grad_accum = 2;  // 2 steps per epoch, 4 in all, each of two loss calls
+  o.eval_every = 0;
+  o.progress = false;
+  o.training_progress = std::make_shared<TrainingProgress>();
+  std::vector<double> seen;
+  auto progress = o.training_progress;
+  const auto r = Trainer(model, o, [&](const ModelOutput& out, const Batch& b) {
+                   seen.push_back(progress->fraction);
+                   return classification_loss(out, b);
+                 }).fit(data, data);
+  EXPECT_EQ(r.steps, 4);
+  EXPECT_EQ(seen, (std::vector<double>{0, 0, 0.25, 0.25, 0.5, 0.5, 0.75, 0.75}));
+}
+
 TEST(TrainerTest, HistoryRecordsTheTrainingLossBetweenEvaluations) {
   const auto dir = test::temp_dir("trainer_history");
   TinyClassifier model;

@@ -54,6 +54,7 @@ class ConfigNode {
 
   bool has(const std::string& key) const;
   bool is_list(const std::string& key) const;  // present and a YAML sequence
+  bool is_map(const std::string& key) const;   // present and a YAML map
   // The keys present in this map, in file order (none are marked as read).
   std::vector<std::string> keys() const;
   // The value, or `fallback` (also recorded in the resolved config) when the key is absent.

@@ -11,7 +11,8 @@
 //
 //   distill:
 //     features:
-//       - {type: hidden_mse, weight: 1, layers: uniform, embeddings: true}
+//       - {type: hidden_mse, weight: 1, layers: uniform, embeddings: true}   # weight: a number or a
+//                                                  # schedule, e.g. {start: 1, warmup: 0.1} (losses/schedule.h)
 //       - {type: attention_mse, weight: 1, layers: uniform}
 //       - {type: relation_kl, weight: 1, relations: [query, key, value], relation_heads: 12,
 //          student_layer: last, teacher_layer: last}
@@ -31,6 +32,7 @@
 #include <vector>
 
 #include "kd/io/config.h"
+#include "kd/losses/schedule.h"
 #include "kd/models/model_output.h"
 #include "kd/models/text_classifier.h"
 #include "kd/util/registry.h"
@@ -44,6 +46,8 @@ class FeatureTermImpl : public torch::nn::Module {
   virtual torch::Tensor forward(const ModelOutput& student, const ModelOutput& teacher, const torch::Tensor& mask) = 0;
   // The features both models must return for it.
   virtual FeatureRequest needs() const = 0;
+  // The teacher's features it reads, by name ("hidden.2", "attn_scores.6"): what a feature cache must hold.
+  virtual std::vector<std::string> teacher_features() const = 0;
 };
 
 struct FeatureTermContext {
@@ -68,16 +72,19 @@ class FeatureObjectiveImpl : public torch::nn::Module {
   // unknown type, a weight < 0, or settings the two models cannot meet (heads, widths, layers).
   FeatureObjectiveImpl(std::vector<ConfigNode> entries, const FeatureTermContext& context);
 
-  // Scalar; 0 without terms.
-  torch::Tensor forward(const ModelOutput& student, const ModelOutput& teacher, const torch::Tensor& mask);
+  // Scalar; 0 without terms. `progress` (fraction of training done) for scheduled weights.
+  torch::Tensor forward(const ModelOutput& student, const ModelOutput& teacher, const torch::Tensor& mask,
+                        double progress = 0);
   FeatureRequest needs() const;
+  // Every term's teacher_features(), sorted, each once.
+  std::vector<std::string> teacher_features() const;
   bool empty() const { return terms_.empty(); }
   // "hidden_mse×1 + attention_mse×1", for logs and the report.
   std::string describe() const;
 
  private:
   std::vector<std::shared_ptr<FeatureTermImpl>> terms_;
-  std::vector<double> weights_;
+  std::vector<Schedule> weights_;
   std::vector<std::string> names_;
 };
 TORCH_MODULE(FeatureObjective);

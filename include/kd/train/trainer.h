@@ -12,12 +12,14 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "kd/data/text_dataset.h"
+#include "kd/losses/schedule.h"
 #include "kd/models/text_classifier.h"
 #include "kd/train/optimizer.h"
 
@@ -37,9 +39,15 @@ struct TrainerOptions {
   int64_t stop_after_steps = 0;    // > 0: save a resume checkpoint and stop after this many optimizer
                                    // steps, as an interruption would (tests resume; splits long runs)
   bool record_step_times = false;  // fill TrainResult::step_seconds (kd bench)
+  // best/ holds the latest evaluated model rather than the most accurate one: for training whose
+  // objective is not the task (general distillation), where validation accuracy chooses nothing.
+  bool keep_latest = false;
   // Asked after each optimizer step with the steps done; true ends fit() there, with no evaluation and
   // no checkpoint (kd bench stops once its timed steps are done). TrainResult::stopped_early is then set.
   std::function<bool(int64_t steps_done)> stop_when;
+  // When set, updated before each optimizer step to steps done / steps planned, for losses whose
+  // weights or temperature follow a schedule (losses/schedule.h).
+  std::shared_ptr<TrainingProgress> training_progress;
   torch::Device device = torch::kCPU;  // the model is moved here; batches are collated on the CPU and moved
   OptimizerOptions optim;
 };
