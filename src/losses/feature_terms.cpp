@@ -137,6 +137,12 @@ std::shared_ptr<FeatureTermImpl> make_hidden(ConfigNode& e, const FeatureTermCon
   require_encoders(e, c);
   auto pairs = layer_pairs(e, "layers", "uniform", c);
   if (e.get<bool>("embeddings", true)) pairs.insert(pairs.begin(), {0, 0});
+  // `projection: false` says the widths are meant to match: a mismatch is then a mistake, not a layer to learn.
+  if (!e.get<bool>("projection", true) && c.student.hidden != c.teacher.hidden)
+    throw ConfigError(located(e.where("projection"),
+                              "the student is " + std::to_string(c.student.hidden) + " wide, the teacher " +
+                                  std::to_string(c.teacher.hidden),
+                              "hidden states of different widths need the learned projection (projection: true)"));
   return std::make_shared<HiddenTerm>(std::move(pairs), cosine, c.student.hidden, c.teacher.hidden);
 }
 

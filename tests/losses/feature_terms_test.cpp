@@ -110,6 +110,7 @@ TEST(FeatureTermTest, SettingsTheModelsCannotMeetNameTheKey) {
       {"features: [{type: hidden_mse, weight: -1}]", "features.0.weight"},
       {"features: [{type: hidden_mse, layers: [[3, 1]]}]", "features.0.layers"},
       {"features: [{type: hidden_l1}]", "features.0.type"},
+      {"features: [{type: hidden_mse, projection: false}]", "features.0.projection"},
   };
   for (const auto& [yaml, key] : cases) {
     SCOPED_TRACE(yaml);

@@ -2,6 +2,7 @@
 //
 //   hidden_mse     TinyBERT (Jiao et al. 2020): MSE between the hidden states of paired layers, the
 //                  embedding output included (pair 0 ↔ 0), through one learned projection when widths differ
+//                  (`projection: false`: widths must match, else an error)
 //   hidden_cosine  DistilBERT (Sanh et al. 2019): 1 − cosine between the same pairs
 //   attention_mse  TinyBERT: MSE between the raw attention scores of paired layers, head to head
 //   attention_kl   MiniLM (Wang et al. 2020): KL between the self-attention distributions of one layer pair
