@@ -1,5 +1,9 @@
 #include "kd/data/data_config.h"
 
+#include <algorithm>
+#include <random>
+
+#include "kd/data/text_dataset.h"
 #include "kd/io/atomic_file.h"
 #include "kd/util/log.h"
 
@@ -21,6 +25,9 @@ DataConfig DataConfig::from(ConfigNode s) {
   c.holdout.seed = static_cast<uint64_t>(s.get<int64_t>("split_seed", static_cast<int64_t>(c.holdout.seed)));
   c.holdout.fraction_where = s.where("valid_fraction");
   c.holdout.max_rows_where = s.where("valid_max_rows");
+  c.train_max_rows = s.get<int64_t>("train_max_rows", 0);
+  if (c.train_max_rows < 0)
+    throw ConfigError(located(s.where("train_max_rows"), "must be 0 (every row) or a number of rows"));
   if (c.valid.empty()) (void)holdout_size(1000, c.holdout);  // range errors now, before any data is read
   return c;
 }
@@ -46,6 +53,21 @@ DataSplits read_splits(const DataConfig& c) {
     d.valid_source = c.valid;
     if (same_file(c.valid, c.train))
       d.warnings.push_back("data.valid is the training file " + c.train + ": checkpoints are chosen on rows trained on");
+  }
+  if (c.train_max_rows > 0 && static_cast<size_t>(c.train_max_rows) < d.train.size()) {
+    // A seeded draw of row positions, kept in file order: the same subset for every run of the config.
+    std::vector<size_t> pick(d.train.size());
+    for (size_t i = 0; i < pick.size(); ++i) pick[i] = i;
+    std::mt19937_64 rng(c.holdout.seed + 1);
+    seeded_shuffle(pick, rng);
+    pick.resize(static_cast<size_t>(c.train_max_rows));
+    std::sort(pick.begin(), pick.end());
+    std::vector<TextRow> kept;
+    kept.reserve(pick.size());
+    for (size_t i : pick) kept.push_back(std::move(d.train[i]));
+    d.train_source = strf("%s (%zu of its %zu training rows, data.train_max_rows, seed %llu)", c.train.c_str(),
+                          kept.size(), d.train.size(), static_cast<unsigned long long>(c.holdout.seed));
+    d.train = std::move(kept);
   }
   if (c.test.empty()) {
     d.warnings.push_back("selection on the reported set: no data.test, so the figures are measured on the rows that "

@@ -9,6 +9,7 @@
 
 #include "kd/error.h"
 #include "kd/io/atomic_file.h"
+#include "kd/util/strings.h"
 
 namespace kd {
 
@@ -27,10 +28,10 @@ std::string lower(std::string s) {
   return s;
 }
 
-std::string join(const std::vector<std::string>& v) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + ("'" + v[i] + "'");
-  return out;
+// "'a', 'b'": column names as the file spells them, blanks visible.
+std::string quoted_list(std::vector<std::string> v) {
+  for (auto& x : v) x = "'" + x + "'";
+  return join(v);
 }
 
 // Labels are identifiers, so surrounding blanks (e.g. "text", 3) are never meaningful.
@@ -213,7 +214,7 @@ std::vector<TextRow> rows_from_records(const std::string& path, std::vector<Reco
   auto column = [&](const std::string& name) -> size_t {
     auto it = std::find(names.begin(), names.end(), name);
     if (it == names.end())
-      throw DataError(located(at_line(path, header_line), "unknown column '" + name + "' (known: " + join(names) + ")",
+      throw DataError(located(at_line(path, header_line), "unknown column '" + name + "' (known: " + quoted_list(names) + ")",
                               options.header ? "set text_columns/label_column, or header: false for files without one"
                                              : "without a header, columns are named by their index"));
     return static_cast<size_t>(it - names.begin());
@@ -266,7 +267,7 @@ std::vector<TextRow> parse_jsonl(const std::string& path, const std::string& tex
       if (it == obj.end()) {
         std::vector<std::string> keys;
         for (auto& [k, v] : obj.items()) keys.push_back(k);
-        throw DataError(located(at_line(path, line), "unknown column '" + key + "' (known: " + join(keys) + ")",
+        throw DataError(located(at_line(path, line), "unknown column '" + key + "' (known: " + quoted_list(keys) + ")",
                                 "every line must have the text and label keys"));
       }
       return *it;

@@ -213,8 +213,7 @@ StudentVerdict compare_students(const std::string& run, const ReportModel& candi
   v.run = run;
   v.reference = reference;
   v.accuracy_gap = candidate.accuracy_mean() - reference_model.accuracy_mean();
-  if (candidate.accuracy.size() >= 2 && reference_model.accuracy.size() >= 2)
-    v.noise = 2 * std::max(candidate.accuracy_std(), reference_model.accuracy_std());
+  v.noise = seed_noise(candidate.accuracy, reference_model.accuracy);
   // The candidate's time over the reference's, round by round: the same pairing as a teacher speed-up.
   v.latency_ratio = teacher_speedup(candidate.profile, reference_model.profile, true);
   const std::string who = run + "'s distilled student", whose = reference + "'s";

@@ -179,6 +179,11 @@ double std_of(const std::vector<double>& v) {
   return std::sqrt(s / static_cast<double>(v.size() - 1));
 }
 
+double seed_noise(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.size() < 2 || b.size() < 2) return NAN;
+  return 2 * std::max(std_of(a), std_of(b));
+}
+
 std::string ReportModel::seed_label(size_t run) const {
   return run < seeds.size() ? "seed " + std::to_string(seeds[run]) : "run " + std::to_string(run + 1);
 }
@@ -220,10 +225,8 @@ ReportFigures DistillReport::figures() const {
   f.gain = distilled.accuracy_mean() - baseline.accuracy_mean();
   f.distilled_std = distilled.accuracy_std();
   f.baseline_std = baseline.accuracy_std();
-  if (distilled.accuracy.size() >= 2 && baseline.accuracy.size() >= 2) {
-    f.gain_noise = 2 * std::max(f.distilled_std, f.baseline_std);
-    f.gain_beyond_noise = f.gain > f.gain_noise;
-  }
+  f.gain_noise = seed_noise(distilled.accuracy, baseline.accuracy);
+  if (std::isfinite(f.gain_noise)) f.gain_beyond_noise = f.gain > f.gain_noise;
   f.speedup_b1 = speed_ratio(t, s, true);
   f.baseline_speedup_b1 = speed_ratio(t, baseline.profile, true);
   f.throughput_ratio_b64 = speed_ratio(t, s, false);

@@ -14,6 +14,7 @@
 
 #include "kd/data/bucket_batcher.h"
 #include "kd/error.h"
+#include "kd/io/config.h"
 #include "kd/util/log.h"
 
 namespace fs = std::filesystem;
@@ -138,13 +139,19 @@ int64_t folder_bytes(const std::string& dir) {
   return total;
 }
 
+void SpeedOptions::check(const std::string& where) const {
+  if (warmup < 0 || !(warmup_seconds >= 0) || !std::isfinite(warmup_seconds) || repeats < 1 || large_batch < 1)
+    throw ConfigError(located(where, strf("repeats %lld, warm-up %lld passes and %s s, batch %lld: need repeats >= 1, "
+                                          "warm-up passes >= 0, warm-up seconds a finite number >= 0, batch >= 1",
+                                          static_cast<long long>(repeats), static_cast<long long>(warmup),
+                                          short_number(warmup_seconds).c_str(), static_cast<long long>(large_batch))));
+}
+
 std::vector<ModelProfile> profile_models(const std::vector<ProfileTarget>& targets, const TextDataset& sample,
                                          const SpeedOptions& options) {
   if (sample.size() == 0)
     throw DataError(located(sample.source(), "cannot profile a model on an empty sample"));
-  if (options.warmup < 0 || options.warmup_seconds < 0 || options.repeats < 1 || options.large_batch < 1)
-    throw ConfigError(
-        located("profile", "needs warmup >= 0, warmup_seconds >= 0, repeats >= 1 and large_batch >= 1"));
+  options.check("profile");
   if (targets.empty()) return {};
   const size_t m = targets.size();
   const int64_t n = static_cast<int64_t>(sample.size());

@@ -1,8 +1,10 @@
 #include "kd/io/config.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <sstream>
 
 #include "kd/io/atomic_file.h"
@@ -76,6 +78,26 @@ void collect_unused(const YAML::Node& node, const std::string& path, const std::
   }
 }
 
+// yaml-cpp keeps both entries of a key written twice in one map and finds the first, so a second
+// `train:` section would be ignored without a word.
+void reject_duplicates(const YAML::Node& node, const std::string& path, const std::string& source) {
+  if (node.IsMap()) {
+    std::map<std::string, YAML::Mark> seen;
+    for (const auto& kv : node) {
+      const std::string key = kv.first.as<std::string>();
+      const std::string full = path.empty() ? key : path + "." + key;
+      const auto [at, fresh] = seen.emplace(key, kv.first.Mark());
+      if (!fresh)
+        throw ConfigError(located(source + line_of(kv.first), "key '" + full + "' is given twice",
+                                  "the first is at line " + std::to_string(at->second.line + 1) +
+                                      "; merge the two into one"));
+      reject_duplicates(kv.second, full, source);
+    }
+  } else if (node.IsSequence()) {
+    for (size_t i = 0; i < node.size(); ++i) reject_duplicates(node[i], path + "." + std::to_string(i), source);
+  }
+}
+
 }  // namespace
 
 std::string short_number(double value) {
@@ -104,8 +126,100 @@ Config Config::from_string(const std::string& yaml, const std::string& source,
   }
   if (!c.state_->root || c.state_->root.IsNull()) c.state_->root = YAML::Node(YAML::NodeType::Map);
   if (!c.state_->root.IsMap()) throw ConfigError(located(source, "the config must be a YAML map of sections"));
+  reject_duplicates(c.state_->root, "", source);
   for (const auto& o : overrides) apply_override(c.state_->root, o, source);
   return c;
+}
+
+namespace {
+
+bool may_change_at(const std::string& path, const std::vector<std::string>& may_change) {
+  for (const auto& p : may_change)
+    if (path == p || path.rfind(p + ".", 0) == 0) return true;
+  return false;
+}
+
+std::string scalar_text(const YAML::Node& n) {
+  if (!n || n.IsNull()) return "(absent)";
+  YAML::Emitter e;
+  e << YAML::Flow << n;
+  return e.c_str();
+}
+
+// "1.0e-4" and "0.0001" are one learning rate.
+bool same_scalar(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  char *end_a = nullptr, *end_b = nullptr;
+  const double x = std::strtod(a.c_str(), &end_a), y = std::strtod(b.c_str(), &end_b);
+  return !a.empty() && !b.empty() && *end_a == '\0' && *end_b == '\0' && x == y;
+}
+
+std::string difference_at(const YAML::Node& a, const YAML::Node& b, const std::string& path,
+                          const std::vector<std::string>& may_change) {
+  if (!path.empty() && may_change_at(path, may_change)) return "";
+  const bool a_has = a && !a.IsNull(), b_has = b && !b.IsNull();
+  if (!a_has || !b_has) return a_has == b_has ? "" : path;
+  if (a.IsMap() && b.IsMap()) {
+    std::set<std::string> keys;
+    for (const auto& kv : a) keys.insert(kv.first.as<std::string>());
+    for (const auto& kv : b) keys.insert(kv.first.as<std::string>());
+    // File order of `a` first, so the message names the first key a reader meets.
+    std::vector<std::string> order;
+    for (const auto& kv : a) order.push_back(kv.first.as<std::string>());
+    for (const auto& k : keys)
+      if (std::find(order.begin(), order.end(), k) == order.end()) order.push_back(k);
+    for (const auto& k : order) {
+      const std::string d = difference_at(a[k], b[k], path.empty() ? k : path + "." + k, may_change);
+      if (!d.empty()) return d;
+    }
+    return "";
+  }
+  if (a.IsSequence() && b.IsSequence()) {
+    if (a.size() != b.size()) return path;
+    for (size_t i = 0; i < a.size(); ++i) {
+      const std::string d = difference_at(a[i], b[i], path + "." + std::to_string(i), may_change);
+      if (!d.empty()) return d;
+    }
+    return "";
+  }
+  if (a.IsScalar() && b.IsScalar()) return same_scalar(a.Scalar(), b.Scalar()) ? "" : path;
+  return path;
+}
+
+YAML::Node at_path(YAML::Node node, const std::string& path) {
+  std::stringstream ss(path);
+  std::string part;
+  while (std::getline(ss, part, '.')) {
+    if (!node) return node;
+    if (node.IsSequence()) {
+      const size_t i = std::stoul(part);
+      node = i < node.size() ? node[i] : YAML::Node();
+    } else if (node.IsMap()) {
+      node = node[part];
+    } else {
+      return YAML::Node();
+    }
+  }
+  return node;
+}
+
+}  // namespace
+
+std::string first_difference(const YAML::Node& a, const YAML::Node& b, const std::vector<std::string>& may_change) {
+  return difference_at(YAML::Clone(a), YAML::Clone(b), "", may_change);
+}
+
+void check_resume_config(const std::string& saved_path, const Config& now, const std::vector<std::string>& may_change) {
+  Config saved = Config::load(saved_path);
+  const std::string key = first_difference(saved.tree(), now.tree(), may_change);
+  if (key.empty()) return;
+  std::string allowed;
+  for (const auto& m : may_change) allowed += (allowed.empty() ? "" : ", ") + m;
+  throw ConfigError(located(now.source() + ": key '" + key + "'",
+                            "is " + scalar_text(at_path(YAML::Clone(now.tree()), key)) + " but the run being resumed has " +
+                                scalar_text(at_path(YAML::Clone(saved.tree()), key)) + " (" + saved_path + ")",
+                            "a resumed run keeps its settings (only " + allowed +
+                                " may change); use --overwrite or another --run-dir to start over"));
 }
 
 ConfigNode Config::root() { return ConfigNode(state_, state_->root, ""); }
@@ -146,6 +260,36 @@ std::vector<std::string> ConfigNode::keys() const {
   if (!node_ || !node_.IsMap()) return out;
   for (const auto& kv : node_) out.push_back(kv.first.as<std::string>());
   return out;
+}
+
+namespace {
+void mark_used(const YAML::Node& node, const std::string& path, std::set<std::string>& used) {
+  used.insert(path);
+  if (node.IsMap())
+    for (const auto& kv : node) mark_used(kv.second, path + "." + kv.first.as<std::string>(), used);
+  if (node.IsSequence())
+    for (size_t i = 0; i < node.size(); ++i) mark_used(node[i], path + "." + std::to_string(i), used);
+}
+}  // namespace
+
+void ConfigNode::null_error(const std::string& key) const {
+  throw ConfigError(located(where(key), "has no value", "write \"\" for an empty text, or leave the key out for its default"));
+}
+
+std::string ConfigNode::get_nonempty(const std::string& key, const std::string& fallback) {
+  const std::string value = get<std::string>(key, fallback);
+  if (value.empty()) throw ConfigError(located(where(key), "is empty", "name a folder, e.g. " + fallback));
+  return value;
+}
+
+YAML::Node ConfigNode::subtree(const std::string& key) {
+  const YAML::Node v = lookup(key);
+  if (!v) {
+    state_->used.insert(full(key));
+    return YAML::Node();
+  }
+  mark_used(v, full(key), state_->used);
+  return YAML::Clone(v);
 }
 
 std::string ConfigNode::where(const std::string& key) const {

@@ -16,8 +16,7 @@ const ScheduleBounds kAlphaBounds{0, 1, false, "alpha must be in [0, 1]: the wei
 
 // A schedule built in code rather than read from a config: the same bounds, checked here.
 void check(const Schedule& s, const ScheduleBounds& b, const char* name) {
-  const bool ok = (b.lo_open ? s.min() > b.lo : s.min() >= b.lo) && s.max() <= b.hi && std::isfinite(s.max());
-  if (!ok)
+  if (s.outside(b))
     throw ConfigError(located("distillation loss", std::string(name) + " " + s.describe() + " is invalid", b.meaning));
 }
 

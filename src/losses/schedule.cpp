@@ -35,10 +35,8 @@ Schedule Schedule::from(ConfigNode& section, const std::string& key, double fall
   } else {
     s = Schedule(section.get<double>(key, fallback));
   }
-  const double lo = s.min(), hi = s.max();
-  const bool below = bounds.lo_open ? !(lo > bounds.lo) : !(lo >= bounds.lo);
-  if (below || !(hi <= bounds.hi) || !std::isfinite(lo) || !std::isfinite(hi)) {
-    const double bad = below || !std::isfinite(lo) ? lo : hi;
+  if (const auto outside = s.outside(bounds)) {
+    const double bad = *outside;
     throw ConfigError(located(section.where(key),
                               (s.is_constant() ? short_number(bad) : "the schedule " + s.describe() + " reaches " +
                                                                          short_number(bad)) + " during training",
@@ -53,6 +51,14 @@ double Schedule::at(double progress) const {
   const double q = warmup_ < 1 ? (p - warmup_) / (1 - warmup_) : 1.0;
   const double f = shape_ == Shape::kCosine ? (1 - std::cos(kPi * q)) / 2 : q;
   return start_ + (end_ - start_) * f;
+}
+
+std::optional<double> Schedule::outside(const ScheduleBounds& bounds) const {
+  const double lo = min(), hi = max();
+  const bool below = bounds.lo_open ? !(lo > bounds.lo) : !(lo >= bounds.lo);
+  if (below || !std::isfinite(lo)) return lo;
+  if (!(hi <= bounds.hi) || !std::isfinite(hi)) return hi;
+  return std::nullopt;
 }
 
 double Schedule::min() const { return std::min({start_, end_, warmup_ > 0 ? 0.0 : start_}); }

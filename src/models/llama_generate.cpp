@@ -2,6 +2,7 @@
 // top-k, top-p).
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <cmath>
 #include <limits>
 
 #include "kd/error.h"
@@ -33,7 +34,7 @@ std::vector<int64_t> LlamaImpl::generate(const std::vector<int64_t>& prompt, con
                                          const std::function<bool(int64_t)>& on_token) {
   if (prompt.empty()) throw DataError("llama: generate needs a prompt of at least one token");
   if (o.max_new_tokens < 0) throw ConfigError("llama: max_new_tokens must not be negative");
-  if (o.temperature < 0 || o.top_p <= 0 || o.top_p > 1 || o.top_k < 0)
+  if (!(o.temperature >= 0) || !std::isfinite(o.temperature) || !(o.top_p > 0 && o.top_p <= 1) || o.top_k < 0)
     throw ConfigError("llama: temperature must be >= 0, top_p in (0, 1] and top_k >= 0");
   const int64_t total = static_cast<int64_t>(prompt.size()) + o.max_new_tokens;
   if (total > options_.max_position)

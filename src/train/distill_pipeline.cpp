@@ -17,6 +17,7 @@
 #include "kd/train/distill_student.h"
 #include "kd/train/trainer_config.h"
 #include "kd/util/log.h"
+#include "kd/util/strings.h"
 
 namespace fs = std::filesystem;
 
@@ -116,15 +117,9 @@ std::unique_ptr<KnowledgeSource> cached_knowledge(const DistillOptions& o, const
   return CachedKnowledge::open(path, key);
 }
 
-std::string joined(const std::vector<std::string>& v) {
-  std::string out;
-  for (const auto& x : v) out += (out.empty() ? "" : ", ") + x;
-  return out;
-}
-
 // The `stages:` list (StageOptions); `o` holds the experiment's other settings already.
 std::vector<StageOptions> read_stages(ConfigNode& root, const DistillOptions& o) {
-  const std::string types = joined(stage_types());
+  const std::string types = join(stage_types());
   if (!root.is_list("stages"))
     throw ConfigError(located(root.where("stages"), "must be a list of stages", "e.g. [{type: general, ...}, {type: task}]"));
   auto list = root.child_list("stages");
@@ -210,7 +205,7 @@ LossFn distill_loss_fn(const DistillLossOptions& options, KnowledgeSource* knowl
 
 DistillOptions DistillOptions::from(ConfigNode root) {
   DistillOptions o;
-  o.run_dir = root.get<std::string>("run_dir", "runs/distill");
+  o.run_dir = root.get_nonempty("run_dir", "runs/distill");
   o.teacher_dir = root.require<std::string>("teacher");
   auto data = root.child("data");
   o.unlabelled = data.get<std::string>("unlabelled", "");
@@ -243,12 +238,38 @@ DistillOptions DistillOptions::from(ConfigNode root) {
   o.speed.repeats = r.get<int64_t>("latency_repeats", o.speed.repeats);
   o.speed.warmup = r.get<int64_t>("latency_warmup", o.speed.warmup);
   o.speed.warmup_seconds = r.get<double>("latency_warmup_seconds", o.speed.warmup_seconds);
-  if (o.speed.repeats < 1 || o.speed.warmup < 0 || o.speed.warmup_seconds < 0)
-    throw ConfigError(located(r.where("latency_repeats"),
-                              "latency_repeats must be >= 1, latency_warmup and latency_warmup_seconds >= 0"));
+  o.speed.check(r.where("latency_warmup_seconds") + " (with latency_repeats and latency_warmup)");
   o.targets = read_targets(r.child("targets"), distill_target_specs());
   if (root.has("stages")) o.stages = read_stages(root, o);
   return o;
+}
+
+const std::vector<std::string>& distill_resumable_keys() {
+  static const std::vector<std::string> keys = {"run_dir",
+                                                "report.seeds",
+                                                "report.baseline",
+                                                "report.latency_repeats",
+                                                "report.latency_warmup",
+                                                "report.latency_warmup_seconds",
+                                                "report.targets",
+                                                "train.eval_batch_size"};
+  return keys;
+}
+
+std::unique_ptr<DistillPipeline> DistillPipeline::from_config(Config& config, torch::Device device, bool resume,
+                                                              bool progress) {
+  auto root = config.root();
+  DistillOptions options = DistillOptions::from(root);
+  options.train.device = device;
+  options.resume = resume;
+  options.progress = progress;
+  auto student = root.child("student");
+  // A typo in the student type fails before any data is read; the sizes are read (and checked) when
+  // the first student is built, after which every key must have been used.
+  (void)student_registry().get(student.get<std::string>("type", "bilstm"), student.where("type"));
+  auto pipeline = std::make_unique<DistillPipeline>(std::move(options), student);
+  config.check_all_used();
+  return pipeline;
 }
 
 DistillPipeline::DistillPipeline(DistillOptions options, ConfigNode student)

@@ -9,7 +9,7 @@ namespace kd {
 
 LmDistillOptions LmDistillOptions::from(ConfigNode root) {
   LmDistillOptions o;
-  o.run_dir = root.get<std::string>("run_dir", o.run_dir);
+  o.run_dir = root.get_nonempty("run_dir", o.run_dir);
   o.teacher = root.require<std::string>("teacher");
   o.teacher_layers = root.get<int64_t>("teacher_layers", 0);
 

@@ -142,5 +142,36 @@ TEST(HoldoutTest, DataConfigHoldsOutTheSliceAndWarnsAboutSelectionOnTheReportedS
   expect_error<ConfigError>([&] { DataConfig::from(bad.root()); }, {"valid_max_rows"});
 }
 
+TEST(HoldoutTest, TrainMaxRowsKeepsASeededSubsetInFileOrderAndTheSameSlice) {
+  std::string tsv = "sentence\tlabel\n";
+  for (int i = 0; i < 100; ++i) tsv += "row " + std::to_string(i) + "\t" + std::to_string(i % 2) + "\n";
+  const std::string train = write_tmp("train_cap.tsv", tsv);
+  const std::string base = "train: " + train + "\nvalid_fraction: 0.1\n";
+  auto full_cfg = Config::from_string(base);
+  const DataSplits full = read_splits(DataConfig::from(full_cfg.root()));
+  auto cap_cfg = Config::from_string(base + "train_max_rows: 30\n");
+  const DataSplits cap = read_splits(DataConfig::from(cap_cfg.root()));
+  ASSERT_EQ(cap.train.size(), 30u);
+  EXPECT_EQ(cap.holdout_rows, full.holdout_rows) << "the validation slice is the full run's";
+  std::set<int64_t> full_rows;
+  for (const auto& r : full.train) full_rows.insert(r.row);
+  for (size_t i = 0; i < cap.train.size(); ++i) {
+    EXPECT_TRUE(full_rows.count(cap.train[i].row)) << "a kept row is a training row of the full run";
+    if (i > 0) {
+      EXPECT_LT(cap.train[i - 1].row, cap.train[i].row) << "file order";
+    }
+  }
+  // Not simply the first 30 rows, and the same 30 on every read.
+  EXPECT_GT(cap.train.back().row, 40);
+  const DataSplits again = read_splits(DataConfig::from(cap_cfg.root()));
+  for (size_t i = 0; i < cap.train.size(); ++i) EXPECT_EQ(again.train[i].row, cap.train[i].row);
+  EXPECT_NE(cap.train_source.find("30 of its 90 training rows"), std::string::npos) << cap.train_source;
+  // A cap above the row count keeps every row.
+  auto big = Config::from_string(base + "train_max_rows: 1000\n");
+  EXPECT_EQ(read_splits(DataConfig::from(big.root())).train.size(), 90u);
+  auto bad = Config::from_string("train: " + train + "\ntrain_max_rows: -1\n");
+  expect_error<ConfigError>([&] { DataConfig::from(bad.root()); }, {"train_max_rows"});
+}
+
 }  // namespace
 }  // namespace kd

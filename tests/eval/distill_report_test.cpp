@@ -52,11 +52,11 @@ DistillReport sample_report() {
   r.date = "2026-11-28T12:00:00Z";
   r.threads = 2;
   r.settings = {{"temperature", 4.0}, {"alpha", 0.5}, {"soft_loss", "kl"}, {"seeds", {13, 14, 15}}};
-  r.teacher = {"teacher", "bert", {}, {0.90}, {0.89}, {}, profile(22'700'000, 90'000'000, 2e9, 20, 100)};
+  r.teacher = {"teacher", "bert", {}, {0.90}, {0.89}, {}, profile(22'700'000, 90'000'000, 2e9, 20, 100), {}};
   r.distilled = {"distilled student", "bilstm", {13, 14, 15}, {0.86, 0.87, 0.88}, {0.855, 0.865, 0.875}, {},
-                 profile(1'000'000, 4'000'000, 1e8, 2, 2000)};
+                 profile(1'000'000, 4'000'000, 1e8, 2, 2000), {}};
   r.baseline = {"baseline student", "bilstm", {13, 14, 15}, {0.83, 0.84, 0.85}, {0.82, 0.83, 0.84}, {},
-                profile(1'000'000, 4'000'000, 1e8, 2.5, 1600)};
+                profile(1'000'000, 4'000'000, 1e8, 2.5, 1600), {}};
   for (int s = 0; s < 3; ++s) {
     r.distilled.histories.push_back(history(0.84 + 0.01 * s, 1.2));
     r.baseline.histories.push_back(history(0.81 + 0.01 * s, 0.6));

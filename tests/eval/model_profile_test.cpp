@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -129,6 +131,13 @@ TEST(ModelProfileTest, RejectsEmptySampleMissingFolderAndBadOptions) {
   SpeedOptions negative;
   negative.warmup_seconds = -1;
   EXPECT_THROW(profile_model(model, "", data, negative), ConfigError);
+  // An infinite warm-up would never end and a NaN one never start the clock: both refused, not run.
+  for (double seconds : {std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN()}) {
+    SpeedOptions endless;
+    endless.warmup_seconds = seconds;
+    EXPECT_THROW(endless.check("report.latency_warmup_seconds"), ConfigError);
+    EXPECT_THROW(profile_model(model, "", data, endless), ConfigError);
+  }
 }
 
 TEST(ModelProfileTest, SeveralModelsAreMeasuredInTurnsPassByPass) {

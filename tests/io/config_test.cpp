@@ -69,6 +69,50 @@ TEST(ConfigTest, WrongTypeNamesKeyAndLine) {
   }
 }
 
+TEST(ConfigTest, AKeyWithoutValueIsNoTextNamedNull) {
+  // `run_dir:` with nothing after it is YAML's null, which would read as the text "null".
+  Config c = Config::from_string("run_dir:\nname: ''\n", "exp.yaml");
+  try {
+    c.root().get<std::string>("run_dir", "runs/x");
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("'run_dir'"), std::string::npos) << m;
+    EXPECT_NE(m.find("has no value"), std::string::npos) << m;
+  }
+  EXPECT_EQ(c.root().get<std::string>("name", "x"), "") << "an explicit empty text stays allowed";
+  EXPECT_THROW(c.root().get_nonempty("name", "runs/x"), ConfigError);
+  EXPECT_EQ(c.root().get_nonempty("absent", "runs/x"), "runs/x");
+}
+
+TEST(ConfigTest, AKeyGivenTwiceInOneMapIsAnErrorNamingBothLines) {
+  try {
+    Config::from_string("train: {epochs: 1}\ndata: {train: a.tsv}\ntrain:\n  lr: 0.1\n", "exp.yaml");
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("exp.yaml (line 3)"), std::string::npos) << m;
+    EXPECT_NE(m.find("'train' is given twice"), std::string::npos) << m;
+    EXPECT_NE(m.find("line 1"), std::string::npos) << m;
+  }
+  EXPECT_THROW(Config::from_string("stages:\n  - {type: task, type: general}\n"), ConfigError);
+  EXPECT_NO_THROW(Config::from_string("a: {x: 1}\nb: {x: 1}\n")) << "the same key in two maps is fine";
+}
+
+TEST(ConfigTest, FirstDifferenceNamesTheKeySkippingThoseThatMayChange) {
+  const YAML::Node a = YAML::Load("run_dir: r\ntrain: {lr: 1.0e-4, epochs: 2}\nreport: {seeds: [1, 2]}\n");
+  EXPECT_EQ(first_difference(a, YAML::Load("run_dir: r\ntrain: {lr: 0.0001, epochs: 2}\nreport: {seeds: [1, 2]}\n"), {}),
+            "")
+      << "numerically equal";
+  const YAML::Node b = YAML::Load("run_dir: s\ntrain: {lr: 1.0e-4, epochs: 3}\nreport: {seeds: [1, 2, 3]}\n");
+  EXPECT_EQ(first_difference(a, b, {}), "run_dir");
+  EXPECT_EQ(first_difference(a, b, {"run_dir"}), "train.epochs");
+  EXPECT_EQ(first_difference(a, b, {"run_dir", "train.epochs"}), "report.seeds");
+  EXPECT_EQ(first_difference(a, b, {"run_dir", "train", "report"}), "");
+  EXPECT_EQ(first_difference(a, YAML::Load("run_dir: r\ntrain: {lr: 1.0e-4, epochs: 2}\n"), {}), "report");
+  EXPECT_EQ(first_difference(YAML::Load("x: [{a: 1}, {a: 2}]"), YAML::Load("x: [{a: 1}, {a: 5}]"), {}), "x.1.a");
+}
+
 TEST(ConfigTest, MissingRequiredKeyAndInvalidYaml) {
   Config c = Config::from_string("model: {}\n", "exp.yaml");
   EXPECT_THROW(c.root().child("model").require<std::string>("path"), ConfigError);

@@ -23,32 +23,18 @@ namespace fs = std::filesystem;
 namespace kd {
 namespace {
 
+using test::error_lines;
+using test::head_tsv;
 using test::RunResult;
 
 RunResult run_kd(const std::string& args, const fs::path& dir, const std::string& stdin_file = "") {
   return test::run_kd(args, dir, 1, stdin_file);
 }
 
-// The error is one line, "kd: error: ...", and the last thing written (info logs may precede it).
-size_t error_lines(const std::string& err) {
-  size_t n = 0;
-  for (size_t pos = 0; (pos = err.find("kd: error:", pos)) != std::string::npos; ++pos) ++n;
-  const auto last = err.rfind("kd: error:");
-  if (last == std::string::npos || err.find('\n', last) + 1 != err.size()) return 0;
-  return n;
-}
-
 size_t count_lines(const std::string& s) {
   size_t n = 0;
   for (char c : s) n += c == '\n';
   return n;
-}
-
-void head_tsv(const std::string& src, const fs::path& dst, int n) {
-  std::ifstream in(src);
-  std::ofstream out(dst);
-  std::string line;
-  for (int i = 0; i <= n && std::getline(in, line); ++i) out << line << "\n";
 }
 
 // The pretrained encoder with a fresh head for labels 0/1, saved as a teacher folder; `shift` moves
@@ -151,12 +137,39 @@ TEST_F(DistillE2ETest, ResumeKeepsFinishedPartsAndRedoesTheRest) {
   auto again = run_kd("distill --config distill.yaml", dir_);
   EXPECT_NE(again.code, 0) << "an existing run needs --resume or --overwrite";
   EXPECT_EQ(error_lines(again.err), 1u) << again.err;
-  auto r = run_kd("distill --config distill.yaml --resume", dir_);
+  // A resume with another setting that shaped the students is refused, naming it; config.yaml stays.
+  const std::string saved = read_file((dir_ / "run/config.yaml").string());
+  auto changed = run_kd("distill --config distill.yaml --resume --set distill.temperature=3", dir_);
+  EXPECT_EQ(changed.code, 2) << changed.err;
+  EXPECT_EQ(error_lines(changed.err), 1u) << changed.err;
+  EXPECT_NE(changed.err.find("'distill.temperature': is 3 but the run being resumed has 2"), std::string::npos)
+      << changed.err;
+  EXPECT_EQ(read_file((dir_ / "run/config.yaml").string()), saved);
+  EXPECT_FALSE(fs::exists(dir_ / "run/report.json"));
+  auto r = run_kd("distill --config distill.yaml --resume --set report.latency_repeats=2", dir_);  // may change
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(read_file((dir_ / "run/seed-1/distilled/result.json").string()), kept);
   EXPECT_NE(r.err.find("done before"), std::string::npos) << r.err;
   EXPECT_TRUE(fs::exists(dir_ / "run/seed-2/baseline/result.json"));
   EXPECT_TRUE(fs::exists(dir_ / "run/report.json"));
+}
+
+TEST_F(DistillE2ETest, OverwriteRemovesWhatKdWroteAndNothingElse) {
+  ASSERT_EQ(first_.code, 0) << first_.err;
+  const fs::path run = dir_ / "run";
+  fs::create_directories(run / "my_data");
+  std::ofstream(run / "my_data/rows.tsv") << "sentence\tlabel\nmine\t1\n";
+  std::ofstream(run / "my_config.yaml") << "kept: true\n";
+  fs::create_directories(run / "seed-9/distilled");  // a seed of an earlier run: kd's
+  std::ofstream(run / "report.md.tmp-4242") << "a killed writer's";
+  auto r = run_kd("distill --config distill.yaml --overwrite --set report.seeds=[1] --set report.baseline=false", dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_file((run / "my_data/rows.tsv").string()), "sentence\tlabel\nmine\t1\n");
+  EXPECT_EQ(read_file((run / "my_config.yaml").string()), "kept: true\n");
+  EXPECT_FALSE(fs::exists(run / "seed-9"));
+  EXPECT_FALSE(fs::exists(run / "seed-2")) << "the earlier run's seed 2 is gone: this run has seed 1 only";
+  EXPECT_FALSE(fs::exists(run / "report.md.tmp-4242"));
+  EXPECT_EQ(read_json((run / "report.json").string()).at("distilled").at("accuracy").size(), 1u);
 }
 
 TEST_F(DistillE2ETest, EvalAndPredictLoadTheStudent) {
@@ -290,6 +303,11 @@ TEST(DistillE2EBadInputTest, EachCaseIsOneLineErrorAndNoReport) {
       {"--set report.targets.retention=-1", "report.targets.retention"},
       {"--set data.valid_fraction=0.001", "data.valid_fraction"},
       {"--set data.valid_max_rows=0", "data.valid_max_rows"},
+      {"--set report.latency_warmup_seconds=.inf", "report.latency_warmup_seconds"},
+      {"--set report.latency_warmup_seconds=.nan", "report.latency_warmup_seconds"},
+      {"--set \"run_dir=''\"", "is empty (hint: name a folder"},
+      {"--set run_dir=", "'run_dir': has no value"},
+      {"--set data.train_max_rows=-5", "data.train_max_rows"},
   };
   for (const auto& c : cases) {
     fs::remove_all(dir / "run");
@@ -299,6 +317,17 @@ TEST(DistillE2EBadInputTest, EachCaseIsOneLineErrorAndNoReport) {
     EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.args << ": " << r.err;
     EXPECT_FALSE(fs::exists(dir / "run/report.json")) << c.args;
   }
+
+  EXPECT_FALSE(fs::exists(dir / "null")) << "an empty run_dir is no folder named null";
+  // The command line: a missing --config is a command-line error (2), a --config file that is not there a
+  // missing file (3); each one line.
+  auto no_config = run_kd("distill", dir);
+  EXPECT_EQ(no_config.code, 2) << no_config.err;
+  EXPECT_EQ(count_lines(no_config.err), 1u) << no_config.err;
+  auto missing = run_kd("distill --config nowhere.yaml", dir);
+  EXPECT_EQ(missing.code, 3) << missing.err;
+  EXPECT_EQ(error_lines(missing.err), 1u) << missing.err;
+  EXPECT_NE(missing.err.find("nowhere.yaml"), std::string::npos) << missing.err;
 
   // A cache from another teacher is refused, never used as if it were this teacher's knowledge.
   fs::remove_all(dir / "run");

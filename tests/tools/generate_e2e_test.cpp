@@ -128,6 +128,13 @@ TEST(GenerateE2ETest, BadInputIsOneErrorLine) {
     EXPECT_NE(r.code, 0) << flags;
     EXPECT_EQ(lines(r.err), 1u) << flags << ": " << r.err;
   }
+  // NaN and infinite sampling settings are refused before the model loads, naming the flag (2).
+  for (const std::string flag : {"--temperature nan", "--temperature inf", "--top-p nan", "--temperature -1"}) {
+    r = run_kd("generate" + model + " --prompt x " + flag, dir);
+    EXPECT_EQ(r.code, 2) << flag << ": " << r.err;
+    EXPECT_EQ(lines(r.err), 1u) << flag << ": " << r.err;
+    EXPECT_NE(r.err.find(flag.substr(0, flag.find(' '))), std::string::npos) << flag << ": " << r.err;
+  }
   // A prompt that is not UTF-8 (DataError, 5).
   r = run_kd("generate" + model + " --prompt \"$(printf '\\377\\376')\"", dir);
   EXPECT_EQ(r.code, 5) << r.err;

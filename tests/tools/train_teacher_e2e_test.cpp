@@ -16,6 +16,7 @@
 #include "kd/io/atomic_file.h"
 #include "kd/models/bert_text_classifier.h"
 #include "test_paths.h"
+#include "tools/run_kd.h"
 #include "tools/hf_agreement.h"
 
 namespace fs = std::filesystem;
@@ -28,20 +29,14 @@ struct RunResult {
   std::string err;
 };
 
+using test::head_tsv;
+
 RunResult run_kd(const std::string& args, const fs::path& dir) {
   const std::string err_file = (dir / "stderr.txt").string();
   const std::string cmd = "cd " + dir.string() + " && " + test::kd_exe() + " " + args +
                           " --no-progress --threads 1 2>" + err_file + " >/dev/null";
   const int status = std::system(cmd.c_str());
   return {WEXITSTATUS(status), read_file(err_file)};
-}
-
-// The header and first `n` rows of a real TSV.
-void head_tsv(const std::string& src, const fs::path& dst, int n) {
-  std::ifstream in(src);
-  std::ofstream out(dst);
-  std::string line;
-  for (int i = 0; i <= n && std::getline(in, line); ++i) out << line << "\n";
 }
 
 // A small config on SST-2 subsets, with the real pretrained encoder.

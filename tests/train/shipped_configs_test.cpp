@@ -20,6 +20,7 @@
 #include "kd/models/classifier_registry.h"
 #include "kd/models/student_registry.h"
 #include "kd/train/distill_pipeline.h"
+#include "kd/train/ablation.h"
 #include "kd/train/lm_distill.h"
 #include "kd/train/trainer_config.h"
 #include "../test_paths.h"  // tests/ is not on the include path
@@ -78,8 +79,7 @@ void check_teacher_config(const fs::path& path) {
   config.check_all_used();
 }
 
-void check_distill_config(const fs::path& path) {
-  auto config = kd::Config::load(path.string());
+void check_distill_config(kd::Config config) {
   auto root = config.root();
   const auto options = kd::DistillOptions::from(root);
   EXPECT_TRUE(ends_with(options.teacher_dir, "/best")) << "names a train-teacher run's best checkpoint";
@@ -92,6 +92,9 @@ void check_distill_config(const fs::path& path) {
   const auto teacher = kd::BertTextClassifier::from_pretrained(t, labels);
   const auto student = kd::make_student(root.child("student"), *teacher);
   EXPECT_EQ(student->labels().size(), labels.size());
+  if (!options.features.empty()) {
+    (void)kd::FeatureObjective(options.features, kd::FeatureTermContext{student->encoder_shape(), teacher->encoder_shape()});
+  }
   // A general stage's pre-trained teacher (a path from the repository root, as model.path is) and the
   // feature terms it is distilled with; the stand-in teacher has its shape.
   auto stages = options.stages;
@@ -102,10 +105,25 @@ void check_distill_config(const fs::path& path) {
     const auto model = section.get<std::string>("path", "");
     EXPECT_TRUE(fs::exists(from_root(model))) << model;
     EXPECT_GT(section.get<int64_t>("max_length", 0), 0) << "the fine-tuned teacher's max_length, which the pipeline checks";
-    if (!stage.data.empty()) EXPECT_TRUE(fs::exists(from_root(stage.data))) << stage.data;
+    if (!stage.data.empty()) {
+      EXPECT_TRUE(fs::exists(from_root(stage.data))) << stage.data;
+    }
     (void)kd::FeatureObjective(stage.features, kd::FeatureTermContext{student->encoder_shape(), teacher->encoder_shape()});
   }
   config.check_all_used();
+}
+
+// An ablation varies a shipped distillation config; each variant is checked as that config is.
+void check_ablation_config(const fs::path& path) {
+  auto config = kd::Config::load(path.string());
+  auto options = kd::AblationOptions::from(config);
+  config.check_all_used();
+  EXPECT_TRUE(ends_with(options.base, "_distill.yaml")) << options.base;
+  options.base = from_root(options.base);
+  for (size_t i = 0; i < options.variants.size(); ++i) {
+    SCOPED_TRACE(options.variants[i].name);
+    check_distill_config(options.variant_config(i));
+  }
 }
 
 void check_lm_config(const fs::path& path) {
@@ -131,9 +149,11 @@ TEST(ShippedConfigsTest, EveryConfigReadsUsesAllItsKeysAndFindsItsData) {
       else if (ends_with(name, "_distill_lm.yaml"))
         check_lm_config(path);
       else if (ends_with(name, "_distill.yaml"))
-        check_distill_config(path);
+        check_distill_config(kd::Config::load(path.string()));
+      else if (ends_with(name, "_ablation.yaml"))
+        check_ablation_config(path);
       else
-        ADD_FAILURE() << "unknown kind of config: name it *_teacher, *_distill or *_distill_lm.yaml";
+        ADD_FAILURE() << "unknown kind of config: name it *_teacher, *_distill, *_distill_lm or *_ablation.yaml";
     } catch (const std::exception& e) {
       ADD_FAILURE() << e.what();
     }

@@ -43,6 +43,7 @@ std::unique_ptr<Command> make_predict_command();
 std::unique_ptr<Command> make_cache_command();
 std::unique_ptr<Command> make_bench_command();
 std::unique_ptr<Command> make_compare_command();
+std::unique_ptr<Command> make_ablate_command();
 std::unique_ptr<Command> make_generate_command();
 std::unique_ptr<Command> make_distill_lm_command();
 std::unique_ptr<Command> make_perplexity_command();

@@ -5,7 +5,6 @@
 #include "command.h"
 #include "run_folder_flags.h"
 #include "kd/io/atomic_file.h"
-#include "kd/models/student_registry.h"
 #include "kd/train/distill_pipeline.h"
 #include "kd/util/log.h"
 
@@ -31,26 +30,21 @@ class DistillCommand : public Command {
     common_.apply();
     const torch::Device device = common_.resolve_device();  // before anything is read or written
     Config config = run_.load();
-    auto root = config.root();
-    DistillOptions options = DistillOptions::from(root);
-    options.train.device = device;
-    options.resume = run_.resume;
-    options.progress = !common_.no_progress;
-    auto student = root.child("student");
-    // A typo in the student type fails before any data is read; the sizes are read (and checked) when
-    // the first student is built, after which every key must have been used.
-    (void)student_registry().get(student.get<std::string>("type", "bilstm"), student.where("type"));
-
-    DistillPipeline pipeline(options, student);  // loads the teacher, checks the student's sizes
-    config.check_all_used();
+    // Loads the teacher, checks the student's sizes and that every key was understood: nothing is
+    // written before.
+    const auto pipeline = DistillPipeline::from_config(config, device, run_.resume, !common_.no_progress);
+    const DistillOptions& options = pipeline->options();
 
     const fs::path run(options.run_dir);
     const bool has_run = fs::exists(run / "config.yaml");
-    if (has_run) run_.prepare(run, has_run);
+    run_.prepare(run, has_run,
+                 {"config.yaml", "knowledge", "teacher_eval.json", "seed-*", "student", "report.json", "report.md",
+                  "curves.svg", "curves.png", "accuracy_vs_latency.svg", "accuracy_vs_latency.png"});
+    if (run_.resume && has_run) check_resume_config((run / "config.yaml").string(), config, distill_resumable_keys());
     fs::create_directories(run);
     write_file_atomic((run / "config.yaml").string(), config.resolved_yaml());
 
-    const DistillSummary s = pipeline.run();
+    const DistillSummary s = pipeline->run();
     log_info(strf("done in %.1f min: report in %s/report.md, deployable student in %s", s.wall_seconds / 60.0,
                   options.run_dir.c_str(), s.student_dir.c_str()));
     return 0;

@@ -6,6 +6,7 @@
 // samples, after the top-k and top-p filters, from a generator seeded by --seed (each prompt starts
 // from the same seed). Stops at the end-of-sequence token unless --ignore-eos. Speed goes to stderr.
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -112,7 +113,10 @@ class GenerateCommand : public Command {
     common_.require_cpu(name());
     if (prompt_.empty() == prompts_file_.empty())
       throw ConfigError(located("--prompt", "give either --prompt TEXT or --prompts FILE --out FILE"));
-    if (o_.top_p <= 0) throw ConfigError(located("--top-p", "must be in (0, 1]"));
+    // Written so that NaN fails too.
+    if (!(o_.top_p > 0 && o_.top_p <= 1)) throw ConfigError(located("--top-p", "must be in (0, 1]"));
+    if (!(o_.temperature >= 0) || !std::isfinite(o_.temperature))
+      throw ConfigError(located("--temperature", "must be a finite number >= 0 (0: greedy)"));
     std::vector<std::string> texts, where;
     if (prompts_file_.empty()) {
       texts = {prompt_};

@@ -40,6 +40,7 @@ std::vector<std::unique_ptr<Command>> all_commands() {
   commands.push_back(make_predict_command());
   commands.push_back(make_bench_command());
   commands.push_back(make_compare_command());
+  commands.push_back(make_ablate_command());
   commands.push_back(make_generate_command());
   commands.push_back(make_distill_lm_command());
   commands.push_back(make_perplexity_command());
@@ -67,7 +68,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version exit 0; a malformed command line (an unknown flag, a missing --config) is a
+    // command-line error like a bad value: exit code 2, whatever CLI11's own number for it.
+    return app.exit(e) == 0 ? 0 : 2;
   }
   try {
     for (auto& [sub, cmd] : subs)

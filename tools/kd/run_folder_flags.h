@@ -4,6 +4,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <fnmatch.h>
 
 #include <filesystem>
 #include <string>
@@ -21,7 +22,8 @@ struct RunFolderFlags {
   bool resume = false, overwrite = false;
 
   void add_to(CLI::App& app, const std::string& set_example, const std::string& resume_help) {
-    app.add_option("-c,--config", config, "experiment YAML file")->required()->check(CLI::ExistingFile);
+    // A missing file is kd's IoError (exit code 3), as for every other file.
+    app.add_option("-c,--config", config, "experiment YAML file")->required();
     app.add_option("--set", overrides, "override a config value, e.g. --set " + set_example + " (repeatable)");
     app.add_option("--run-dir", run_dir, "run folder (overrides the config's run_dir)");
     auto* r = app.add_flag("--resume", resume, resume_help);
@@ -35,18 +37,23 @@ struct RunFolderFlags {
   }
 
   // `has_run`: the folder already holds a run. Without --resume or --overwrite that is an error; with
-  // --overwrite the given entries of the folder (all of them when `entries` is empty) are removed.
-  void prepare(const std::filesystem::path& run, bool has_run, const std::vector<std::string>& entries = {}) const {
+  // --overwrite the entries of the folder that match one of `outputs` (file-name patterns, fnmatch: what
+  // the command writes there) are removed, and with them the temporary files of killed writers. Nothing
+  // else is touched: the folder may hold the user's own files (a config, data, notes).
+  void prepare(const std::filesystem::path& run, bool has_run, const std::vector<std::string>& outputs) const {
     namespace fs = std::filesystem;
     if (has_run && !resume && !overwrite)
       throw ConfigError(located(run.string(), "run folder already holds a run",
                                 "pass --resume to continue it or --overwrite to start over"));
     if (!overwrite || !fs::exists(run)) return;
-    if (entries.empty()) {
-      for (const auto& entry : fs::directory_iterator(run)) fs::remove_all(entry.path());
-    } else {
-      for (const auto& e : entries) fs::remove_all(run / e);
+    std::vector<fs::path> doomed;
+    for (const auto& entry : fs::directory_iterator(run)) {
+      const std::string name = entry.path().filename().string();
+      bool ours = fnmatch("*.tmp-*", name.c_str(), 0) == 0;
+      for (const auto& pattern : outputs) ours = ours || fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
+      if (ours) doomed.push_back(entry.path());
     }
+    for (const auto& path : doomed) fs::remove_all(path);
   }
 };
 

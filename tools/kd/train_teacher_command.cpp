@@ -39,7 +39,7 @@ class TrainTeacherCommand : public Command {
     const torch::Device device = common_.resolve_device();  // before anything is read or written
     Config config = run_.load();
     auto root = config.root();
-    const std::string run_dir = root.get<std::string>("run_dir", "runs/teacher");
+    const std::string run_dir = root.get_nonempty("run_dir", "runs/teacher");
     auto model_section = root.child("model");
     const DataConfig data = DataConfig::from(root.child("data"));
     TrainerOptions options = trainer_options_from(root.child("train"), run_dir);
@@ -63,6 +63,8 @@ class TrainTeacherCommand : public Command {
 
     auto teacher = make_teacher(model_section, labels);
     config.check_all_used();
+    if (run_.resume && fs::exists(run / "config.yaml"))
+      check_resume_config((run / "config.yaml").string(), config, {"run_dir", "train.eval_batch_size"});
     fs::create_directories(run);
     write_file_atomic((run / "config.yaml").string(), config.resolved_yaml());
 

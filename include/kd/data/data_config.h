@@ -5,6 +5,9 @@
 //     valid_fraction: 0.05                  # the slice: this share of the training rows,
 //     valid_max_rows: 2000                  #   capped at this many,
 //     split_seed: 13                        #   drawn with this seed
+//     train_max_rows: 0                     # 0: every training row; else a random subset of this many
+//                                           #   (drawn with split_seed after the slice is held out, so the
+//                                           #   slice is the full run's): quick runs and ablations
 //     test: ../shared/data/sst2/dev.tsv     # the reported figures, evaluated once with the chosen model
 //     format: auto                          # tsv, csv, jsonl
 //     header: true
@@ -32,6 +35,7 @@ struct DataConfig {
   std::string test;   // empty: figures are reported on the validation rows (with a warning)
   TableOptions table;
   HoldoutOptions holdout;
+  int64_t train_max_rows = 0;  // 0: all
 
   static DataConfig from(ConfigNode section);
   // How the validation rows are chosen, in words that change when the rows do (for cache keys and
@@ -53,7 +57,8 @@ struct DataSplits {
   nlohmann::json to_json() const;
 };
 
-// Reads train, valid (or holds a slice of train out) and test.
+// Reads train, valid (or holds a slice of train out) and test; then keeps train_max_rows of the
+// training rows (in file order) when set.
 DataSplits read_splits(const DataConfig& config);
 
 }  // namespace kd

@@ -20,6 +20,9 @@ namespace kd {
 // Mean of `v`; NaN when empty. Sample standard deviation (n - 1); 0 for one value, NaN when empty.
 double mean_of(const std::vector<double>& v);
 double std_of(const std::vector<double>& v);
+// Run-to-run noise of a difference between two means over seeds: 2 × the larger sample std; NaN when
+// either has fewer than 2 seeds (one seed says nothing about the spread).
+double seed_noise(const std::vector<double>& a, const std::vector<double>& b);
 
 struct ReportModel {
   std::string name;                     // "teacher", "distilled student", "baseline student"

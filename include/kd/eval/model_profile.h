@@ -22,6 +22,10 @@ struct SpeedOptions {
   double warmup_seconds = 1.0;
   int64_t repeats = 20;      // timed passes; the median is reported
   int64_t large_batch = 64;  // rows per batch for the throughput figure
+
+  // ConfigError naming `where` unless repeats >= 1, large_batch >= 1, warmup >= 0 and warmup_seconds a
+  // finite number >= 0 (an infinite warm-up never ends, a NaN one never starts the clock).
+  void check(const std::string& where) const;
 };
 
 struct ModelProfile {

@@ -36,6 +36,7 @@ class Config {
   void check_all_used() const;
   // YAML text of the config with all defaults filled in.
   std::string resolved_yaml() const;
+  const YAML::Node& tree() const { return state_->root; }
 
   struct State {
     YAML::Node root;
@@ -46,6 +47,15 @@ class Config {
  private:
   std::shared_ptr<State> state_;
 };
+
+// The first dotted key whose value differs between two resolved configs (present in one only, or another
+// value; "" when none), skipping the keys at or under any of `may_change` (dotted paths).
+std::string first_difference(const YAML::Node& a, const YAML::Node& b, const std::vector<std::string>& may_change);
+
+// Before `--resume` continues a run: the run's saved config.yaml against `now` (resolved, defaults filled
+// in). A ConfigError naming the first differing key, both values and the keys that may change, unless
+// the key is under one of `may_change`. Nothing is written either way.
+void check_resume_config(const std::string& saved_path, const Config& now, const std::vector<std::string>& may_change);
 
 // A map in the config, addressed by its dotted path ("train", "data").
 class ConfigNode {
@@ -63,12 +73,18 @@ class ConfigNode {
   // The value; a ConfigError naming the key when absent.
   template <typename T>
   T require(const std::string& key);
+  // A string that must not be empty, such as a folder name (run_dir); `fallback` when absent.
+  std::string get_nonempty(const std::string& key, const std::string& fallback);
   // A list of strings; a scalar is accepted as a one-element list.
   std::vector<std::string> get_list(const std::string& key, const std::vector<std::string>& fallback);
   // A nested map (created empty when absent, so defaults can be recorded inside it).
   ConfigNode child(const std::string& key);
   // A list of maps (none when absent); item i is addressed as "<path>.<key>.<i>" in messages.
   std::vector<ConfigNode> child_list(const std::string& key);
+
+  // A copy of the YAML under `key` (a null node when absent), every key in it marked as read: for a
+  // part of the config that is handed whole to another config (kd ablate's `with:` patches).
+  YAML::Node subtree(const std::string& key);
 
   // "<file>: key 'train.lr' (line 12)" — for error messages about a value read from here.
   std::string where(const std::string& key) const;
@@ -78,6 +94,7 @@ class ConfigNode {
   std::string full(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
   YAML::Node lookup(const std::string& key) const;
   [[noreturn]] void type_error(const std::string& key, const char* type) const;
+  [[noreturn]] void null_error(const std::string& key) const;
 
   std::shared_ptr<Config::State> state_;
   YAML::Node node_;
@@ -95,6 +112,10 @@ T ConfigNode::get(const std::string& key, const T& fallback) {
       node_[key] = fallback;
     }
     return fallback;
+  }
+  if constexpr (std::is_same_v<T, std::string>) {
+    // `key:` with nothing after it reads as the text "null" (a folder ./null for run_dir).
+    if (v.IsNull()) null_error(key);
   }
   try {
     return v.as<T>();

@@ -10,6 +10,7 @@
 // of feature weights and temperature annealing (e.g. Jafari et al. 2021) are what users ask to try.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -49,6 +50,9 @@ class Schedule {
   // Extremes over the whole of training (0 is reached by a warm-up).
   double min() const;
   double max() const;
+  // The value on the way that leaves `bounds` (a non-finite one included), if any: the one check of
+  // both the config's schedules and those built in code.
+  std::optional<double> outside(const ScheduleBounds& bounds) const;
   // "2" for a constant, else e.g. "0→1 over 10%, then 1→0.1 (cosine)".
   std::string describe() const;
   // A number for a constant (so that existing reports stay as they were), else the map.

@@ -64,6 +64,11 @@ struct StageOptions {
 // "finetune", "general", "task".
 const std::vector<std::string>& stage_types();
 
+// The config keys a resumed kd distill run may change (check_resume_config): they decide which parts run
+// and how the report is measured, never what a finished part learned. run_dir, report.seeds (more seeds
+// add parts), report.baseline, report.latency_*, report.targets, train.eval_batch_size.
+const std::vector<std::string>& distill_resumable_keys();
+
 struct DistillOptions {
   std::string run_dir;
   std::string teacher_dir;         // a classifier folder (kd train-teacher's best/, or a transformers folder)
@@ -116,6 +121,11 @@ class DistillPipeline {
   // Loads the teacher and builds one student from `student` (the config's student section) so that bad
   // sizes fail before any long work; the caller may then check that every config key was used.
   DistillPipeline(DistillOptions options, ConfigNode student);
+  // The pipeline of a whole experiment config (kd distill's, and each kd ablate variant's): the options
+  // read, the student type checked before any data is read, the teacher loaded, the student's sizes
+  // checked, and then every key of `config` must have been used (ConfigError naming the first that was not).
+  static std::unique_ptr<DistillPipeline> from_config(Config& config, torch::Device device, bool resume, bool progress);
+  const DistillOptions& options() const { return options_; }
   // Runs (or resumes) the flow.
   DistillSummary run();
 

@@ -5,8 +5,10 @@
 #include <map>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "kd/error.h"
+#include "kd/util/strings.h"
 
 namespace kd {
 
@@ -31,9 +33,9 @@ class Registry {
   const std::map<std::string, Factory>& entries() const { return entries_; }
 
   std::string known() const {
-    std::string s;
-    for (const auto& [k, v] : entries_) s += (s.empty() ? "" : ", ") + k;
-    return s;
+    std::vector<std::string> keys;
+    for (const auto& [k, v] : entries_) keys.push_back(k);
+    return join(keys);
   }
 
  private:
