@@ -61,7 +61,7 @@ void AblationReport::read_results() {
       teacher_dir = run.teacher_dir;
       test_file = run.test_file;
       teacher_accuracy = run.teacher_accuracy;
-      valid_file = read_json((dir / "report.json").string()).value("valid_file", std::string());
+      valid_file = run.valid_file;
     }
   }
 }

@@ -143,6 +143,7 @@ CompareRun read_compare_run(const std::string& dir) {
   const nlohmann::json settings = report.value("settings", nlohmann::json::object());
   run.teacher_dir = json_string(settings, "teacher", report_path + ": settings");
   run.test_file = json_string(report, "test_file", report_path);
+  run.valid_file = report.value("valid_file", std::string());
   const ReportModel teacher = read_model(report, "teacher", report_path);
   if (teacher.accuracy.empty()) throw FormatError(located(report_path + ": teacher", "has no test accuracy"));
   run.teacher_accuracy = teacher.accuracy.front();

@@ -82,8 +82,8 @@ AblationOptions AblationOptions::from(Config& config) {
   ConfigNode root = config.root();
   o.source = config.source();
   o.base = root.require<std::string>("base");
-  if (!root.has("run_dir")) (void)root.require<std::string>("run_dir");  // the error naming it
-  o.run_dir = root.get_nonempty("run_dir", "runs/ablation");
+  o.run_dir = root.require<std::string>("run_dir");
+  if (o.run_dir.empty()) throw ConfigError(located(root.where("run_dir"), "is empty", "name the ablation's folder"));
   o.with = read_patch(root, "with");
   if (!root.is_list("variants"))
     throw ConfigError(located(root.where("variants"), "must be a list of variants", "e.g. [{name: logits only}, ...]"));
@@ -111,8 +111,7 @@ Config AblationOptions::variant_config(size_t i) const {
   const AblationVariant& v = variants.at(i);
   if (!fs::exists(base))
     throw IoError(located(source + ": key 'base'", "no such config file: " + base, "paths are relative to where kd runs"));
-  Config b = Config::load(base);
-  YAML::Node merged = merge_config(merge_config(YAML::Load(b.resolved_yaml()), with), v.with);
+  YAML::Node merged = merge_config(merge_config(Config::load(base).tree(), with), v.with);
   merged["run_dir"] = (fs::path(run_dir) / v.folder).string();
   YAML::Emitter e;
   e << merged;

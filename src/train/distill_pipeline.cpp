@@ -256,6 +256,13 @@ const std::vector<std::string>& distill_resumable_keys() {
   return keys;
 }
 
+const std::vector<std::string>& distill_outputs() {
+  static const std::vector<std::string> names = {"config.yaml", "knowledge",   "teacher_eval.json",       "seed-*",
+                                                 "student",     "report.json", "report.md",               "curves.svg",
+                                                 "curves.png",  "accuracy_vs_latency.svg", "accuracy_vs_latency.png"};
+  return names;
+}
+
 std::unique_ptr<DistillPipeline> DistillPipeline::from_config(Config& config, torch::Device device, bool resume,
                                                               bool progress) {
   auto root = config.root();

@@ -107,6 +107,12 @@ std::vector<std::string> lm_selection_warnings(const LmDistillOptions& o, const 
   return w;
 }
 
+const std::vector<std::string>& lm_distill_outputs() {
+  static const std::vector<std::string> names = {"config.yaml", "student",   "baseline",    "*_train.json", "teacher_cache",
+                                                 "report.json", "report.md", "curves.svg", "curves.png"};
+  return names;
+}
+
 LmDistillSummary run_lm_distill(const LmDistillOptions& o) {
   o.validate();
   const auto start = std::chrono::steady_clock::now();

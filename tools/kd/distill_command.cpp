@@ -37,9 +37,7 @@ class DistillCommand : public Command {
 
     const fs::path run(options.run_dir);
     const bool has_run = fs::exists(run / "config.yaml");
-    run_.prepare(run, has_run,
-                 {"config.yaml", "knowledge", "teacher_eval.json", "seed-*", "student", "report.json", "report.md",
-                  "curves.svg", "curves.png", "accuracy_vs_latency.svg", "accuracy_vs_latency.png"});
+    run_.prepare(run, has_run, distill_outputs());
     if (run_.resume && has_run) check_resume_config((run / "config.yaml").string(), config, distill_resumable_keys());
     fs::create_directories(run);
     write_file_atomic((run / "config.yaml").string(), config.resolved_yaml());

@@ -38,9 +38,7 @@ class DistillLmCommand : public Command {
 
     const fs::path run(options.run_dir);
     const bool has_run = fs::exists(run / "config.yaml");
-    run_.prepare(run, has_run,
-                 {"config.yaml", "student", "baseline", "*_train.json", "teacher_cache", "report.json", "report.md",
-                  "curves.svg", "curves.png"});
+    run_.prepare(run, has_run, lm_distill_outputs());
     // A resumed run may change its folder's name and its report's targets, nothing that shaped a student.
     if (run_.resume && has_run) check_resume_config((run / "config.yaml").string(), config, {"run_dir", "report"});
     fs::create_directories(run);

@@ -23,6 +23,7 @@ struct CompareRun {
   std::string name;               // how the table and the chart name the run
   std::string teacher_dir;        // report.json settings.teacher
   std::string test_file;          // report.json test_file (config.yaml data.test)
+  std::string valid_file;         // report.json valid_file: the rows that chose the checkpoints ("" if absent)
   TableOptions table;             // config.yaml data: the test file's columns
   double teacher_accuracy = NAN;  // the teacher's test accuracy as this run recorded it
   // Accuracies per seed from report.json; the profiles are kd compare's own measurement.

@@ -69,6 +69,10 @@ const std::vector<std::string>& stage_types();
 // add parts), report.baseline, report.latency_*, report.targets, train.eval_batch_size.
 const std::vector<std::string>& distill_resumable_keys();
 
+// What kd distill writes directly in its run folder (the layout above), as file-name patterns: what
+// --overwrite may remove.
+const std::vector<std::string>& distill_outputs();
+
 struct DistillOptions {
   std::string run_dir;
   std::string teacher_dir;         // a classifier folder (kd train-teacher's best/, or a transformers folder)

@@ -19,7 +19,7 @@
 //
 // Run folder: config.yaml (resolved), student/ and baseline/ (causal_lm.h folders), *_train.json
 // (curves, so a finished student is not trained again on restart), teacher_cache/ (top-k cache),
-// report.json, report.md, curves.svg.
+// report.json, report.md, curves.svg (lm_distill_outputs()).
 #pragma once
 
 #include <cstdint>
@@ -122,6 +122,9 @@ LmHeldOut choose_lm_held_out(const LmDistillOptions& o, const std::vector<int64_
 // Warnings for the report: "selection on the reported set: ..." when data.valid, or the held-out part of
 // data.train the curves use, is the data.eval file; "trained on the reported set: ..." when data.train is.
 std::vector<std::string> lm_selection_warnings(const LmDistillOptions& o, const LmHeldOutSlice& slice);
+
+// What kd distill-lm writes directly in its run folder, as file-name patterns: what --overwrite may remove.
+const std::vector<std::string>& lm_distill_outputs();
 
 LmDistillSummary run_lm_distill(const LmDistillOptions& options);
 
