@@ -20,11 +20,21 @@ std::string temp_name(const fs::path& target) {
 }  // namespace
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {
+  write_stream_atomic(path, [&](std::ostream& out) { out.write(bytes.data(), static_cast<std::streamsize>(bytes.size())); });
+}
+
+void write_stream_atomic(const std::string& path, const std::function<void(std::ostream&)>& write) {
   const std::string tmp = temp_name(path);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw IoError(located(path, "cannot open for writing", "check that the folder exists and is writable"));
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    try {
+      write(out);
+    } catch (...) {
+      out.close();
+      std::remove(tmp.c_str());
+      throw;
+    }
     out.flush();
     if (!out) {
       out.close();

@@ -9,13 +9,6 @@ namespace {
 
 std::string key_where(const GgufFile& f, const std::string& key) { return f.path() + ": key '" + key + "'"; }
 
-// llama.cpp's converter reorders each head's Q/K rows from [first halves | second halves] to
-// interleaved pairs (its rope rotates dims 2i, 2i+1); this undoes it: row 2i + j -> j * D/2 + i.
-torch::Tensor unpermute_rope_rows(const torch::Tensor& w, int64_t heads) {
-  const int64_t rows = w.size(0), cols = w.size(1);
-  return w.view({heads, rows / heads / 2, 2, cols}).transpose(1, 2).reshape({rows, cols}).contiguous();
-}
-
 std::string shape_str(torch::IntArrayRef shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -30,9 +23,23 @@ void check_shape(const GgufFile& f, const std::string& name, const std::vector<i
                                                                          shape_str(expected) + " from the metadata"));
 }
 
+}  // namespace
+
+// llama.cpp's converter reorders each head's Q/K rows from [first halves | second halves] to
+// interleaved pairs (its rope rotates dims 2i, 2i+1): row j * D/2 + i -> 2i + j. Both act on (rows, cols).
+torch::Tensor permute_rope_rows(const torch::Tensor& w, int64_t heads) {
+  const int64_t rows = w.size(0), cols = w.size(1);
+  return w.reshape({heads, 2, rows / heads / 2, cols}).transpose(1, 2).reshape({rows, cols}).contiguous();
+}
+
+torch::Tensor unpermute_rope_rows(const torch::Tensor& w, int64_t heads) {
+  const int64_t rows = w.size(0), cols = w.size(1);
+  return w.view({heads, rows / heads / 2, 2, cols}).transpose(1, 2).reshape({rows, cols}).contiguous();
+}
+
 // llama.cpp's name of a parameter (named as LlamaImpl::named_parameters() does), and the number of
 // heads whose rotary rows it stores permuted (0: not permuted).
-std::pair<std::string, int64_t> gguf_name(const std::string& param, const LlamaOptions& o) {
+std::pair<std::string, int64_t> llama_gguf_name(const std::string& param, const LlamaOptions& o) {
   static const std::pair<const char*, const char*> top[] = {
       {"embed_tokens.weight", "token_embd.weight"}, {"norm.weight", "output_norm.weight"}, {"lm_head.weight", "output.weight"}};
   static const std::pair<const char*, const char*> layer[] = {
@@ -50,8 +57,6 @@ std::pair<std::string, int64_t> gguf_name(const std::string& param, const LlamaO
                                         : rest == "self_attn.k_proj.weight" ? o.num_kv_heads : 0};
   throw std::logic_error("llama: no GGUF name for parameter " + param);
 }
-
-}  // namespace
 
 LlamaOptions LlamaOptions::from_gguf(const GgufFile& f) {
   const std::string arch = f.get_string("general.architecture");
@@ -97,13 +102,13 @@ Llama load_llama_gguf(const GgufFile& f) {
                                                                      std::to_string(f.tensors().size()) + " tensors"));
   const auto shapes = llama_parameter_shapes(o);
   // Every tensor is checked against the metadata before a model of that size is allocated.
-  for (const auto& [name, shape] : shapes) check_shape(f, gguf_name(name, o).first, shape);
+  for (const auto& [name, shape] : shapes) check_shape(f, llama_gguf_name(name, o).first, shape);
   Llama model(o);
   model->eval();
   auto params = model->named_parameters();
   torch::NoGradGuard no_grad;
   for (const auto& [name, shape] : shapes) {
-    const auto [gg, rope_heads] = gguf_name(name, o);
+    const auto [gg, rope_heads] = llama_gguf_name(name, o);
     auto w = f.load(gg);
     if (rope_heads) w = unpermute_rope_rows(w, rope_heads);
     params[name].copy_(w);

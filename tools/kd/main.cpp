@@ -45,6 +45,7 @@ std::vector<std::unique_ptr<Command>> all_commands() {
   commands.push_back(make_distill_lm_command());
   commands.push_back(make_perplexity_command());
   commands.push_back(make_lm_memory_command());
+  commands.push_back(make_export_command());
   return commands;
 }
 

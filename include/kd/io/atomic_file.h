@@ -5,11 +5,16 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <functional>
+#include <ostream>
 #include <string>
 
 namespace kd {
 
 void write_file_atomic(const std::string& path, const std::string& bytes);
+// The same for a file too large to hold in memory twice: `write` streams the bytes into the temporary
+// file; if it throws, the temporary file is removed and the exception passes on.
+void write_stream_atomic(const std::string& path, const std::function<void(std::ostream&)>& write);
 void write_json_atomic(const std::string& path, const nlohmann::json& j, int indent = 2);
 
 std::string read_file(const std::string& path);  // IoError naming the file

@@ -102,6 +102,16 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> llama_parameter_shapes
 Llama load_llama_gguf(const std::string& path);
 Llama load_llama_gguf(const GgufFile& file);
 
+// llama.cpp's name of a parameter given as named_parameters() names it ("layers.3.self_attn.q_proj.weight"
+// -> "blk.3.attn_q.weight"), and the number of heads whose rotary rows the GGUF stores permuted (Q: the
+// query heads, K: the key-value heads; 0 for every other tensor).
+std::pair<std::string, int64_t> llama_gguf_name(const std::string& param, const LlamaOptions& o);
+// llama.cpp's row order of a Q or K matrix (rows, cols) with `heads` heads: within each head, the rows
+// [first half | second half] of the rotary dimensions become interleaved pairs (its rope rotates dims
+// 2i and 2i+1 together, Hugging Face's i and i + D/2). unpermute_rope_rows is the inverse.
+torch::Tensor permute_rope_rows(const torch::Tensor& w, int64_t heads);
+torch::Tensor unpermute_rope_rows(const torch::Tensor& w, int64_t heads);
+
 // Chooses the next token from one row of logits (V) as GenerateOptions says.
 int64_t sample_next_token(const torch::Tensor& logits, const GenerateOptions& options, torch::Generator& gen);
 
