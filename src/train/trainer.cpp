@@ -207,6 +207,8 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
                 train.size(), static_cast<long long>(batches_per_epoch), static_cast<long long>(total_steps),
                 torch::get_num_threads(), o.device.str().c_str()));
   bool stopped = false;
+  int64_t nonfinite_steps = 0;  // skipped in this process (a resumed run starts its allowance afresh)
+  bool skip_window = false;     // the current optimizer step's window had a non-finite loss or gradient
   for (; state.epoch < o.epochs; ++state.epoch, state.next_batch = 0) {
     const auto plan = batcher.epoch_plan(state.epoch);
     ProgressBar bar("epoch " + std::to_string(state.epoch + 1) + "/" + std::to_string(o.epochs), batches_per_epoch,
@@ -225,21 +227,41 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
       auto output = model_.forward(batch);
       auto loss = loss_(output, batch);
       const double value = loss.item<double>();
-      if (!std::isfinite(value))
-        throw TrainError("loss is " + std::string(std::isnan(value) ? "NaN" : "Inf") + " at epoch " +
-                         std::to_string(state.epoch + 1) + " batch " + std::to_string(b) + " (step " +
-                         std::to_string(state.step) + "); the last good checkpoint is in " + last.string() +
-                         " (hint: lower train.lr or raise train.warmup)");
-      (o.grad_accum > 1 ? loss / static_cast<double>(o.grad_accum) : loss).backward();
-      loss_avg = b == state.next_batch ? value : 0.98 * loss_avg + 0.02 * value;
-      state.loss_sum += value;
-      ++state.loss_count;
+      // A NaN or Inf loss or gradient skips its optimizer step (the window's gradients are dropped, the step
+      // is counted so that the schedule and checkpoints keep their places); past the allowance the run stops.
+      auto non_finite = [&](const std::string& what, double v) {
+        const std::string where = std::string(std::isnan(v) ? "NaN" : "Inf") + " " + what + " at epoch " +
+                                  std::to_string(state.epoch + 1) + " batch " + std::to_string(b) + " (step " +
+                                  std::to_string(state.step) + ")";
+        if (++nonfinite_steps > o.max_nonfinite_steps)
+          throw TrainError(where + "; the last good checkpoint is in " + last.string() +
+                           (o.max_nonfinite_steps > 0 ? "; more than train.max_nonfinite_steps = " +
+                                                            std::to_string(o.max_nonfinite_steps) + " steps skipped"
+                                                      : "") +
+                           " (hint: lower train.lr or raise train.warmup)");
+        log_warn("skipping the optimizer step: " + where + " (" + std::to_string(nonfinite_steps) + " of at most " +
+                 std::to_string(o.max_nonfinite_steps) + ")");
+        skip_window = true;
+      };
+      if (std::isfinite(value)) {
+        (o.grad_accum > 1 ? loss / static_cast<double>(o.grad_accum) : loss).backward();
+        loss_avg = b == state.next_batch ? value : 0.98 * loss_avg + 0.02 * value;
+        state.loss_sum += value;
+        ++state.loss_count;
+      } else {
+        non_finite("loss", value);
+      }
       const bool boundary = (b + 1) % o.grad_accum == 0 || b + 1 == batches_per_epoch;
       if (boundary) {
-        if (o.optim.clip_norm > 0) torch::nn::utils::clip_grad_norm_(module.parameters(), o.optim.clip_norm);
+        if (o.optim.clip_norm > 0 && !skip_window) {
+          const double norm =
+              torch::nn::utils::clip_grad_norm_(module.parameters(), o.optim.clip_norm);
+          if (!std::isfinite(norm)) non_finite("gradient norm", norm);
+        }
         schedule.apply(*optimizer, state.step);
-        optimizer->step();
+        if (!skip_window) optimizer->step();
         optimizer->zero_grad();
+        skip_window = false;
         if (o.record_step_times)
           result_steps.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count());
         ++state.step;

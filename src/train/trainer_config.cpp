@@ -21,6 +21,8 @@ TrainerOptions trainer_options_from(ConfigNode s, const std::string& run_dir, co
   o.eval_every = checked<int64_t>(s, "eval_every", d.eval_every, 0, INT64_MAX, ">= 0 (0 = each epoch)");
   o.checkpoint_every = checked<int64_t>(s, "checkpoint_every", d.checkpoint_every, 0, INT64_MAX, ">= 0 (0 = each epoch)");
   o.seed = static_cast<uint64_t>(checked<int64_t>(s, "seed", static_cast<int64_t>(d.seed), 0, INT64_MAX, ">= 0"));
+  o.max_nonfinite_steps = checked<int64_t>(s, "max_nonfinite_steps", d.max_nonfinite_steps, 0, INT64_MAX,
+                                           ">= 0 (0 = stop at the first NaN or Inf loss)");
   o.optim = optimizer_options_from(s, d.optim);
   return o;
 }

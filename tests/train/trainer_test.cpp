@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <map>
 
 #include <torch/cuda.h>
 
@@ -67,18 +68,24 @@ TextDataset make_data(const TinyClassifier& model, int n) {
   return TextDataset(rows, model.tokenizer(), model.labels(), model.max_length(), "mem");
 }
 
+// Quiet options for the tiny classifier's runs in `dir`.
+TrainerOptions tiny_options(const fs::path& dir, int64_t epochs, int64_t batch_size, double lr) {
+  TrainerOptions o;
+  o.run_dir = dir.string();
+  o.epochs = epochs;
+  o.batch_size = batch_size;
+  o.progress = false;
+  o.optim.lr = lr;
+  return o;
+}
+
 TEST(TrainerTest, NonFiniteLossStopsNamingTheStepAndKeepsTheLastCheckpoint) {
   for (double bad : {std::nan(""), static_cast<double>(INFINITY)}) {
     const auto dir = test::temp_dir("trainer_nan");
     TinyClassifier model;
     auto data = make_data(model, 32);
-    TrainerOptions o;
-    o.run_dir = dir.string();
-    o.epochs = 2;
-    o.batch_size = 4;
+    TrainerOptions o = tiny_options(dir, 2, 4, 1e-2);
     o.checkpoint_every = 2;
-    o.progress = false;
-    o.optim.lr = 1e-2;
     int calls = 0;
     LossFn loss = [&](const ModelOutput& out, const Batch& batch) {
       auto l = classification_loss(out, batch);
@@ -96,6 +103,42 @@ TEST(TrainerTest, NonFiniteLossStopsNamingTheStepAndKeepsTheLastCheckpoint) {
     const auto state = read_json((dir / "last" / "trainer_state.json").string());
     EXPECT_EQ(state["step"].get<int64_t>(), 4) << "the checkpoint from before the bad step is kept";
     EXPECT_TRUE(fs::exists(dir / "last" / "model.safetensors"));
+  }
+}
+
+// Within train.max_nonfinite_steps a bad step is skipped: the parameters the next batch sees are the ones
+// the bad batch saw (no update), the run finishes with finite weights; one bad step more stops it.
+TEST(TrainerTest, NonFiniteStepsWithinTheAllowanceAreSkippedAndOneMoreStops) {
+  for (int64_t bad_steps : {2, 3}) {
+    const auto dir = test::temp_dir("trainer_nan_skip");
+    TinyClassifier model;
+    auto data = make_data(model, 32);
+    TrainerOptions o = tiny_options(dir, 2, 4, 1e-2);
+    o.optim.clip_norm = 1.0;
+    o.max_nonfinite_steps = 2;
+    int calls = 0;
+    std::map<int, torch::Tensor> seen;  // call -> the parameters that batch saw
+    LossFn loss = [&](const ModelOutput& out, const Batch& batch) {
+      ++calls;
+      seen[calls] = torch::cat({model.module().parameters()[0].detach().flatten().clone(),
+                                model.module().parameters()[1].detach().flatten().clone()});
+      auto l = classification_loss(out, batch);
+      if (calls == 3) return l * std::nan("");         // a NaN loss
+      if (calls == 7) return l * static_cast<double>(INFINITY);  // an Inf loss
+      if (calls == 11 && bad_steps == 3) return l * std::nan("");
+      return l;
+    };
+    Trainer trainer(model, o, loss);
+    if (bad_steps == 3) {
+      EXPECT_THROW(trainer.fit(data, data), TrainError);
+      continue;
+    }
+    const auto r = trainer.fit(data, data);
+    EXPECT_EQ(r.steps, 16);
+    EXPECT_TRUE(torch::equal(seen[3], seen[4])) << "the NaN step changed the parameters";
+    EXPECT_TRUE(torch::equal(seen[7], seen[8])) << "the Inf step changed the parameters";
+    EXPECT_FALSE(torch::equal(seen[4], seen[5])) << "a good step did not change the parameters";
+    for (const auto& p : model.module().parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
   }
 }
 
@@ -150,12 +193,7 @@ TEST(TrainerTest, HistoryRecordsTheTrainingLossBetweenEvaluations) {
   const auto dir = test::temp_dir("trainer_history");
   TinyClassifier model;
   auto data = make_data(model, 32);
-  TrainerOptions o;
-  o.run_dir = dir.string();
-  o.epochs = 3;
-  o.batch_size = 8;
-  o.progress = false;
-  o.optim.lr = 5e-2;
+  TrainerOptions o = tiny_options(dir, 3, 8, 5e-2);
   o.optim.warmup_ratio = 0;
   auto r = Trainer(model, o, classification_loss).fit(data, data);
   ASSERT_EQ(r.history.size(), 3u);

@@ -39,6 +39,9 @@ struct TrainerOptions {
   int64_t stop_after_steps = 0;    // > 0: save a resume checkpoint and stop after this many optimizer
                                    // steps, as an interruption would (tests resume; splits long runs)
   bool record_step_times = false;  // fill TrainResult::step_seconds (kd bench)
+  // Optimizer steps whose loss or gradient norm is NaN or Inf that are skipped (not applied) before the run
+  // stops with a TrainError; 0: stop at the first. The stop keeps the last good resume checkpoint.
+  int64_t max_nonfinite_steps = 0;
   // best/ holds the latest evaluated model rather than the most accurate one: for training whose
   // objective is not the task (general distillation), where validation accuracy chooses nothing.
   bool keep_latest = false;
