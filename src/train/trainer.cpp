@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <sstream>
 
 #include "kd/data/bucket_batcher.h"
 #include "kd/error.h"
@@ -46,6 +47,20 @@ void save_module_state(const torch::nn::Module& module, const std::string& path)
   for (const auto& b : module.named_buffers()) tensors.emplace_back(b.key(), b.value().detach());
   save_safetensors(path, tensors);
 }
+
+namespace {
+
+// torch::save straight to a file throws from the stream writer's destructor when the disk fills (the
+// process then aborts: terminate, exit 134, the staging folder left behind). Serialised in memory and
+// written by write_file_atomic, a full disk is an IoError naming the file, and the folders are cleaned up.
+template <class T>
+void torch_save_file(const T& value, const std::string& path) {
+  std::ostringstream bytes;
+  torch::save(value, bytes);
+  write_file_atomic(path, bytes.str());
+}
+
+}  // namespace
 
 void load_module_state(torch::nn::Module& module, const std::string& path) {
   SafeTensorsFile file(path);
@@ -168,9 +183,9 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
   auto save_last = [&]() {
     StagedDir dir(last);
     save_module_state(module, dir.file("model.safetensors"));
-    torch::save(*optimizer, dir.file("optimizer.pt"));
-    torch::save(at::detail::getDefaultCPUGenerator().get_state(), dir.file("rng.pt"));
-    if (cuda) torch::save(at::globalContext().defaultGenerator(o.device).get_state(), dir.file("rng_cuda.pt"));
+    torch_save_file(*optimizer, dir.file("optimizer.pt"));
+    torch_save_file(at::detail::getDefaultCPUGenerator().get_state(), dir.file("rng.pt"));
+    if (cuda) torch_save_file(at::globalContext().defaultGenerator(o.device).get_state(), dir.file("rng_cuda.pt"));
     write_json_atomic(dir.file("trainer_state.json"), to_json(state, o));
     dir.commit();
   };

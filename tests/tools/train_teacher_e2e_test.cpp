@@ -114,6 +114,31 @@ TEST(TrainTeacherE2ETest, ResumeAfterInterruptionMatchesUninterruptedRun) {
   }
 }
 
+// A disk that fills while the resume checkpoint is written: one line, the checkpoint before it intact,
+// no temporary file or folder left. The full disk is a file-size limit on the process (ulimit -f, with
+// SIGXFSZ ignored so that writes fail with EFBIG as they would with ENOSPC) between the model's size
+// (~91 MB, written whole) and the optimizer state's (~2x that).
+TEST(TrainTeacherE2ETest, AFullDiskWhileCheckpointingIsOneLineAndKeepsThePreviousCheckpoint) {
+  const auto dir = test::temp_dir("e2e_disk_full");
+  write_setup(dir);
+  ASSERT_EQ(run_kd("train-teacher --config teacher.yaml --stop-after 3", dir).code, 0);
+  ASSERT_EQ(read_json((dir / "run/last/trainer_state.json").string())["step"].get<int64_t>(), 3);
+  const auto before = read_file((dir / "run/last/optimizer.pt").string());
+  const std::string err_file = (dir / "stderr.txt").string();
+  const std::string cmd = "cd " + dir.string() + " && bash -c \"trap '' XFSZ; ulimit -f 133120; exec " +
+                          test::kd_exe() + " train-teacher --config teacher.yaml --resume --no-progress --threads 1" +
+                          " --log-level warn\" 2>" + err_file + " >/dev/null";
+  const int status = std::system(cmd.c_str());
+  const std::string err = read_file(err_file);
+  EXPECT_EQ(WEXITSTATUS(status), 3) << err;
+  EXPECT_EQ(last_line_count(err), "1") << err;
+  EXPECT_NE(err.find("optimizer.pt"), std::string::npos) << err;
+  EXPECT_EQ(read_json((dir / "run/last/trainer_state.json").string())["step"].get<int64_t>(), 3);
+  EXPECT_EQ(read_file((dir / "run/last/optimizer.pt").string()), before) << "the good checkpoint was touched";
+  for (const auto& e : fs::recursive_directory_iterator(dir / "run"))
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+}
+
 // Each bad input: non-zero exit, exactly one error line naming the place, no checkpoint left behind.
 struct BadCase {
   const char* name;

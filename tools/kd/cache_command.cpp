@@ -8,6 +8,7 @@
 #include "data_flags.h"
 #include "kd/data/text_dataset.h"
 #include "kd/error.h"
+#include "kd/io/file_lock.h"
 #include "kd/knowledge/knowledge_cache.h"
 #include "kd/models/classifier_registry.h"
 #include "kd/util/log.h"
@@ -55,6 +56,8 @@ class CacheCommand : public Command {
     const fs::path parent = fs::path(out_).parent_path();
     if (!parent.empty() && !fs::is_directory(parent))
       throw IoError(located(out_, "folder '" + parent.string() + "' does not exist", "create it first"));
+    // Two `kd cache` runs writing one file: the second is refused (kd/io/file_lock.h).
+    const FileLock lock(out_ + ".lock", "cache file");
     if (!fs::exists(data_)) throw IoError(located(data_, "no such file"));
     if (max_length_ != 0 && max_length_ < 3)
       throw ConfigError(located("--max-length", "must be 0 (the teacher's) or at least 3, got " +

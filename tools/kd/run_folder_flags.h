@@ -7,11 +7,13 @@
 #include <fnmatch.h>
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "kd/error.h"
 #include "kd/io/config.h"
+#include "kd/io/file_lock.h"
 
 namespace kd::cli {
 
@@ -20,6 +22,7 @@ struct RunFolderFlags {
   std::vector<std::string> overrides;
   std::string run_dir;
   bool resume = false, overwrite = false;
+  std::unique_ptr<FileLock> lock;  // taken by prepare()
 
   void add_to(CLI::App& app, const std::string& set_example, const std::string& resume_help) {
     // A missing file is kd's IoError (exit code 3), as for every other file.
@@ -40,8 +43,13 @@ struct RunFolderFlags {
   // --overwrite the entries of the folder that match one of `outputs` (file-name patterns, fnmatch: what
   // the command writes there) are removed, and with them the temporary files of killed writers. Nothing
   // else is touched: the folder may hold the user's own files (a config, data, notes).
-  void prepare(const std::filesystem::path& run, bool has_run, const std::vector<std::string>& outputs) const {
+  //
+  // First the folder's lock (`.kd.lock`, see kd/io/file_lock.h), held until the command ends: a second kd
+  // process on the same folder is refused before it reads or removes anything.
+  void prepare(const std::filesystem::path& run, bool has_run, const std::vector<std::string>& outputs) {
     namespace fs = std::filesystem;
+    fs::create_directories(run);
+    lock = std::make_unique<FileLock>((run / ".kd.lock").string(), "run folder");
     if (has_run && !resume && !overwrite)
       throw ConfigError(located(run.string(), "run folder already holds a run",
                                 "pass --resume to continue it or --overwrite to start over"));
