@@ -149,6 +149,17 @@ bool decode_utf8(std::string_view s, size_t& pos, char32_t& cp) {
   return true;
 }
 
+size_t complete_utf8_prefix(std::string_view bytes) {
+  const size_t n = bytes.size();
+  for (size_t back = 1; back <= 3 && back <= n; ++back) {
+    const auto b = static_cast<uint8_t>(bytes[n - back]);
+    if ((b & 0xC0) == 0x80) continue;  // continuation byte: look further back for the lead
+    const size_t need = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
+    return need > back ? n - back : n;
+  }
+  return n;
+}
+
 size_t find_invalid_utf8(std::string_view s) {
   size_t pos = 0;
   char32_t cp;

@@ -48,6 +48,7 @@
 #include "kd/knowledge/knowledge_cache.h"
 #include "kd/models/classifier_registry.h"
 #include "kd/models/student_registry.h"
+#include "kd/serve/load_test.h"
 #include "kd/train/distill_pipeline.h"
 #include "kd/util/log.h"
 
@@ -130,7 +131,8 @@ class BenchCommand : public Command {
  public:
   std::string name() const override { return "bench"; }
   std::string help() const override {
-    return "measure kd's distillation step loop (bench distill) or a model's inference speed (bench infer)";
+    return "measure kd's distillation step loop (bench distill), a model's inference speed (bench infer) or a "
+           "server under load (bench serve)";
   }
 
   void add_options(CLI::App& app) override {
@@ -181,9 +183,33 @@ class BenchCommand : public Command {
         ->check(CLI::NonNegativeNumber);
     infer_->add_option("--out", out_, "also write the JSON here");
     infer_common_.add_to(*infer_);
+
+    serve_ = app.add_subcommand("serve", "load a running kd serve (or a server with its JSON) from concurrent clients");
+    serve_->add_option("--host", load_.host, "server address")->capture_default_str();
+    serve_->add_option("--port", load_.port, "server port")->required();
+    serve_->add_option("--route", load_.path, "/v1/classify, or /v1/completions for a causal LM")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"/v1/classify", "/v1/completions"}));
+    serve_->add_option("-d,--data", data_, "file whose texts are sent, one row a request, in turn")->required();
+    serve_flags_.label.clear();
+    serve_flags_.add_to(*serve_);
+    serve_->add_option("--concurrency", load_.concurrency, "clients, each waiting for its answer before the next")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    serve_->add_option("--requests", load_.requests, "measured requests")->capture_default_str()->check(
+        CLI::PositiveNumber);
+    serve_->add_option("--warmup", load_.warmup, "unmeasured requests first")->capture_default_str()->check(
+        CLI::NonNegativeNumber);
+    serve_->add_option("--max-seconds", load_.max_seconds, "the measured phase stops here")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    serve_->add_option("--max-tokens", load_max_tokens_, "with /v1/completions: max_tokens of each request (greedy)")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    serve_->add_option("--out", out_, "also write the JSON here");
   }
 
-  int run() override { return distill_->parsed() ? run_distill() : run_infer(); }
+  int run() override { return distill_->parsed() ? run_distill() : infer_->parsed() ? run_infer() : run_serve(); }
 
  private:
   int run_distill() {
@@ -383,8 +409,36 @@ class BenchCommand : public Command {
     return 0;
   }
 
+  // Requests from the rows' texts: {"texts": [text]} to classify, {"prompt": text, ...} to complete.
+  int run_serve() {
+    const auto rows = read_table(data_, serve_flags_.table());
+    std::vector<std::string> bodies;
+    for (const auto& row : rows) {
+      const nlohmann::json text = row.texts.size() == 1 ? nlohmann::json(row.texts[0]) : nlohmann::json(row.texts);
+      bodies.push_back(load_.path == "/v1/classify"
+                           ? nlohmann::json{{"texts", {text}}}.dump()
+                           : nlohmann::json{{"prompt", row.texts[0]}, {"max_tokens", load_max_tokens_},
+                                            {"temperature", 0}}.dump());
+    }
+    const auto r = serve::run_load(load_, bodies);
+    nlohmann::json j = r.to_json();
+    j["tool"] = "kd bench serve";
+    j["route"] = load_.path;
+    j["concurrency"] = load_.concurrency;
+    j["requests"] = load_.requests;
+    j["warmup"] = load_.warmup;
+    j["data"] = data_;
+    std::printf("%s\n", j.dump().c_str());
+    if (!out_.empty()) write_json_atomic(out_, j);
+    return 0;
+  }
+
   CLI::App* distill_ = nullptr;
   CLI::App* infer_ = nullptr;
+  CLI::App* serve_ = nullptr;
+  serve::LoadOptions load_;
+  int64_t load_max_tokens_ = 16;
+  DataFlags serve_flags_;
   std::string config_, knowledge_ = "cached", work_dir_, out_, model_, data_, distill_rows_, infer_rows_, teacher_dir_;
   std::vector<std::string> overrides_;
   int64_t steps_ = 40, warmup_ = 5, max_warmup_steps_ = 0, seed_ = -1;

@@ -48,6 +48,7 @@ std::unique_ptr<Command> make_generate_command();
 std::unique_ptr<Command> make_distill_lm_command();
 std::unique_ptr<Command> make_perplexity_command();
 std::unique_ptr<Command> make_lm_memory_command();
+std::unique_ptr<Command> make_serve_command();
 std::unique_ptr<Command> make_export_command();
 
 }  // namespace kd::cli

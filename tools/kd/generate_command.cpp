@@ -27,19 +27,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// Length of the longest prefix of `bytes` that does not end inside a UTF-8 character, so that
-// streamed output never splits one (the rest waits for the next token).
-size_t complete_utf8_prefix(const std::string& bytes) {
-  const size_t n = bytes.size();
-  for (size_t back = 1; back <= 3 && back <= n; ++back) {
-    const auto b = static_cast<uint8_t>(bytes[n - back]);
-    if ((b & 0xC0) == 0x80) continue;  // continuation byte: look further back for the lead
-    const size_t need = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
-    return need > back ? n - back : n;
-  }
-  return n;
-}
-
 // Prompt texts of a --prompts file: a .jsonl file has one object {"prompt": ...} a line, any other
 // file one prompt a line. Empty lines are skipped; `where` gets "file:line" for each prompt.
 std::vector<std::string> read_prompts(const std::string& path, std::vector<std::string>& where) {
@@ -204,7 +191,7 @@ class GenerateCommand : public Command {
     generate(lm, ids, [&](int64_t id) {
       if (id == o_.eos_id) return;
       pending += lm.tokenizer.token_bytes(id);
-      const size_t n = complete_utf8_prefix(pending);
+      const size_t n = unicode::complete_utf8_prefix(pending);
       std::cout << utf8_lossy(std::string_view(pending).substr(0, n)) << std::flush;
       pending.erase(0, n);
     });

@@ -26,6 +26,10 @@ size_t find_invalid_utf8(std::string_view s);
 // `what` (e.g. "text" or a file name), if s is not valid UTF-8.
 void check_utf8(std::string_view s, const std::string& what = "text", size_t base_offset = 0);
 
+// Length of the longest prefix of `bytes` that does not end inside a UTF-8 character: what a stream of
+// decoded tokens may print now without splitting a character (the rest waits for the next token).
+size_t complete_utf8_prefix(std::string_view bytes);
+
 void append_utf8(std::string& out, char32_t cp);
 std::string to_utf8(std::u32string_view s);
 
