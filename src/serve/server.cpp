@@ -273,6 +273,8 @@ void Server::listen() {
 
 void Server::stop() { impl_->http.stop(); }
 
+bool Server::running() const { return impl_->http.is_running(); }
+
 const std::string& Server::kind() const { return impl_->kind; }
 
 }  // namespace kd::serve

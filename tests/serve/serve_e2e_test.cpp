@@ -53,6 +53,7 @@ struct Running {
     thread = std::thread([this] { server.listen(); });
   }
   ~Running() {
+    while (!server.running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));  // stop() needs listen()
     server.stop();
     thread.join();
   }

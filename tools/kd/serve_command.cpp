@@ -70,7 +70,10 @@ class ServeCommand : public Command {
         if (sig == SIGTERM || sig == SIGINT) {
           log_info(strf("serve: %s received; answering the requests already accepted, then exiting",
                         sig == SIGTERM ? "SIGTERM" : "SIGINT"));
-          server.stop();
+          // stop() does nothing before listen() runs: a signal that lands between bind() and listen()
+          // waits for it (once, since a second stop() during the drain is not allowed).
+          while (!done && !server.running()) nanosleep(&tick, nullptr);
+          if (!done) server.stop();
           return;
         }
       }

@@ -51,8 +51,9 @@ class Server {
   int bind();
   // Serves until stop(); returns once the requests already accepted are answered.
   void listen();
-  // From any thread (not from a signal handler).
+  // From any thread (not from a signal handler), once, after listen() has started (see running()).
   void stop();
+  bool running() const;  // listen() is accepting connections or draining
 
   const std::string& kind() const;
 
