@@ -11,6 +11,7 @@
 #include "kd/io/atomic_file.h"
 #include "kd/io/safetensors.h"
 #include "kd/util/device.h"
+#include "kd/util/fault.h"
 #include "kd/util/log.h"
 #include "kd/util/progress_bar.h"
 
@@ -183,6 +184,7 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
   auto save_last = [&]() {
     StagedDir dir(last);
     save_module_state(module, dir.file("model.safetensors"));
+    fault_point("checkpoint");
     torch_save_file(*optimizer, dir.file("optimizer.pt"));
     torch_save_file(at::detail::getDefaultCPUGenerator().get_state(), dir.file("rng.pt"));
     if (cuda) torch_save_file(at::globalContext().defaultGenerator(o.device).get_state(), dir.file("rng_cuda.pt"));
@@ -277,6 +279,7 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
         if (!skip_window) optimizer->step();
         optimizer->zero_grad();
         skip_window = false;
+        fault_point("step");
         if (o.record_step_times)
           result_steps.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count());
         ++state.step;

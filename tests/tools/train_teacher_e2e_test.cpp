@@ -2,6 +2,7 @@
 // folder loaded back by kd and by Hugging Face transformers, resume after an interruption, and the
 // bad-input cases of train-teacher (one error line, non-zero exit, nothing half-written).
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <sys/wait.h>
 
@@ -31,10 +32,12 @@ struct RunResult {
 
 using test::head_tsv;
 
-RunResult run_kd(const std::string& args, const fs::path& dir) {
+RunResult run_kd(const std::string& args, const fs::path& dir, const std::string& env = "") {
   const std::string err_file = (dir / "stderr.txt").string();
-  const std::string cmd = "cd " + dir.string() + " && " + test::kd_exe() + " " + args +
-                          " --no-progress --threads 1 2>" + err_file + " >/dev/null";
+  const std::string cmd = "cd " + dir.string() + " && " + env + (env.empty() ? "" : " ") + test::kd_exe() + " " + args +
+                          " --no-progress --threads 1 2>" + err_file + " >/dev/null; exit $?";
+  // `; exit $?`: kd is then not the shell's last command, so the shell forks it rather than exec'ing it and
+  // reports a kill as 128 + the signal.
   const int status = std::system(cmd.c_str());
   return {WEXITSTATUS(status), read_file(err_file)};
 }
@@ -111,6 +114,35 @@ TEST(TrainTeacherE2ETest, ResumeAfterInterruptionMatchesUninterruptedRun) {
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(a[i]["step"], b[i]["step"]);
     EXPECT_DOUBLE_EQ(a[i]["loss"].get<double>(), b[i]["loss"].get<double>()) << "evaluation " << i;
+  }
+}
+
+// kill -9 at three points (during training, half-way through writing a checkpoint, after training but
+// before the summary), then --resume: the final weights are bit-identical to an uninterrupted run's, and
+// what the killed process left half-written is gone.
+TEST(TrainTeacherE2ETest, KillNineAnywhereThenResumeEndsBitIdentical) {
+  const auto full = test::temp_dir("e2e_kill_full");
+  write_setup(full);
+  ASSERT_EQ(run_kd("train-teacher --config teacher.yaml", full).code, 0);
+  const auto want = read_file((full / "run/best/model.safetensors").string());
+  for (const std::string fault : {"step:4", "checkpoint:2", "summary:1"}) {
+    const auto dir = test::temp_dir("e2e_kill_" + fault.substr(0, fault.find(':')));
+    write_setup(dir);
+    const auto killed = run_kd("train-teacher --config teacher.yaml", dir, "KD_FAULT=" + fault);
+    EXPECT_EQ(killed.code, 128 + SIGKILL) << fault << ": " << killed.err;  // the shell's code for a SIGKILL
+    EXPECT_FALSE(fs::exists(dir / "run/summary.json")) << fault;
+    const auto resumed = run_kd("train-teacher --config teacher.yaml --resume", dir);
+    ASSERT_EQ(resumed.code, 0) << fault << ": " << resumed.err;
+    EXPECT_TRUE(read_file((dir / "run/best/model.safetensors").string()) == want) << fault << ": weights differ";
+    // Every evaluation alike but its clock.
+    auto history = [](const fs::path& run) {
+      auto h = read_json((run / "metrics.json").string())["history"];
+      for (auto& record : h) record.erase("train_seconds");
+      return h;
+    };
+    EXPECT_EQ(history(dir / "run"), history(full / "run")) << fault;
+    for (const auto& e : fs::recursive_directory_iterator(dir / "run"))
+      EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << fault << ": " << e.path();
   }
 }
 

@@ -50,6 +50,15 @@ struct RunFolderFlags {
     namespace fs = std::filesystem;
     fs::create_directories(run);
     lock = std::make_unique<FileLock>((run / ".kd.lock").string(), "run folder");
+    // With the lock held no other kd process writes here: a half-written file or staging folder
+    // (`*.tmp-<pid>`) is what a killed process left, and goes before anything reads the folder.
+    std::vector<fs::path> stale;
+    for (auto it = fs::recursive_directory_iterator(run); it != fs::recursive_directory_iterator(); ++it)
+      if (fnmatch("*.tmp-*", it->path().filename().c_str(), 0) == 0) {
+        stale.push_back(it->path());
+        it.disable_recursion_pending();
+      }
+    for (const auto& path : stale) fs::remove_all(path);
     if (has_run && !resume && !overwrite)
       throw ConfigError(located(run.string(), "run folder already holds a run",
                                 "pass --resume to continue it or --overwrite to start over"));

@@ -11,6 +11,7 @@
 #include "kd/io/atomic_file.h"
 #include "kd/models/classifier_registry.h"
 #include "kd/train/trainer_config.h"
+#include "kd/util/fault.h"
 #include "kd/util/log.h"
 
 namespace fs = std::filesystem;
@@ -105,6 +106,7 @@ class TrainTeacherCommand : public Command {
         {"wall_seconds_this_process", result.wall_seconds},
         {"best", result.best.to_json()},
         {"best_model", (run / "best").string()}};
+    fault_point("summary");
     write_json_atomic((run / "summary.json").string(), summary);
     log_info(strf("done: test accuracy %.4f (macro-F1 %.4f) on %s, with the checkpoint of step %lld chosen on the "
                   "validation rows (accuracy %.4f there); training took %.1f min (%d threads, %s, device %s); model in %s",

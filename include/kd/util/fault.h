@@ -1,0 +1,13 @@
+// Fault injection for the kill -9 tests: fault_point("checkpoint") kills this process with SIGKILL, as an
+// out-of-memory killer or a lost machine would, when the environment variable KD_FAULT is
+// "checkpoint:N" and this is the N-th time (from 1) that the point is passed. Without KD_FAULT nothing
+// happens. Points: "step" (an optimizer step applied, before any checkpoint of it), "checkpoint" (the resume
+// checkpoint half written: its weights in the staging folder, not yet its optimizer state), "summary"
+// (training done, the run's summary not yet written).
+#pragma once
+
+namespace kd {
+
+void fault_point(const char* name);
+
+}  // namespace kd
