@@ -16,6 +16,7 @@
 #include "kd/models/student_registry.h"
 #include "kd/train/distill_student.h"
 #include "kd/train/trainer_config.h"
+#include "kd/util/fault.h"
 #include "kd/util/log.h"
 #include "kd/util/strings.h"
 
@@ -653,6 +654,7 @@ DistillSummary DistillPipeline::run() {
                      {"valid_rows", valid.size()},
                      {"selection", o.data.selection()},
                      {"test_rows", reported.size()}};
+  fault_point("report");
   write_report(o.run_dir, report);
   std::printf("%s\n", report.to_table().c_str());
   summary.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

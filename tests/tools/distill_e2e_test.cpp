@@ -3,6 +3,7 @@
 // line, non-zero exit, no report). The teacher is the real pretrained encoder with an untrained head:
 // the plumbing is under test here, not accuracy (that is the README's main command).
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <sys/wait.h>
 
@@ -27,8 +28,9 @@ using test::error_lines;
 using test::head_tsv;
 using test::RunResult;
 
-RunResult run_kd(const std::string& args, const fs::path& dir, const std::string& stdin_file = "") {
-  return test::run_kd(args, dir, 1, stdin_file);
+RunResult run_kd(const std::string& args, const fs::path& dir, const std::string& stdin_file = "",
+                 const std::string& env = "") {
+  return test::run_kd(args, dir, 1, stdin_file, env);
 }
 
 size_t count_lines(const std::string& s) {
@@ -152,6 +154,30 @@ TEST_F(DistillE2ETest, ResumeKeepsFinishedPartsAndRedoesTheRest) {
   EXPECT_NE(r.err.find("done before"), std::string::npos) << r.err;
   EXPECT_TRUE(fs::exists(dir_ / "run/seed-2/baseline/result.json"));
   EXPECT_TRUE(fs::exists(dir_ / "run/report.json"));
+}
+
+// kill -9 during a part's training, half-way through one of its checkpoints, and with every part done
+// but the report unwritten; --resume then ends with the same deployable student as the uninterrupted run
+// of the suite, byte for byte, and the same figure for every part.
+TEST_F(DistillE2ETest, KillNineAnywhereThenResumeEndsWithTheSameStudent) {
+  ASSERT_EQ(first_.code, 0) << first_.err;
+  const auto want = read_file((dir_ / "run/student/model.safetensors").string());
+  for (const std::string fault : {"step:5", "checkpoint:2", "report:1"}) {
+    const auto dir = test::temp_dir("e2e_distill_kill_" + fault.substr(0, fault.find(':')));
+    write_setup(dir);
+    const auto killed = run_kd("distill --config distill.yaml", dir, "", "KD_FAULT=" + fault);
+    EXPECT_EQ(killed.code, 128 + SIGKILL) << fault << ": " << killed.err;
+    EXPECT_FALSE(fs::exists(dir / "run/report.json")) << fault;
+    const auto resumed = run_kd("distill --config distill.yaml --resume", dir);
+    ASSERT_EQ(resumed.code, 0) << fault << ": " << resumed.err;
+    EXPECT_TRUE(read_file((dir / "run/student/model.safetensors").string()) == want) << fault << ": student differs";
+    for (const char* part : {"seed-1/distilled", "seed-2/distilled", "seed-1/baseline", "seed-2/baseline"})
+      EXPECT_EQ(read_json((dir / "run" / part / "result.json").string())["test"],
+                read_json((dir_ / "run" / part / "result.json").string())["test"])
+          << fault << " " << part;
+    for (const auto& e : fs::recursive_directory_iterator(dir / "run"))
+      EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << fault << ": " << e.path();
+  }
 }
 
 TEST_F(DistillE2ETest, OverwriteRemovesWhatKdWroteAndNothingElse) {

@@ -18,13 +18,15 @@ struct RunResult {
   std::string out, err;
 };
 
+// `env`: assignments put before the command (e.g. "KD_FAULT=step:3"). The shell forks kd (it is not its last
+// command), so a kd killed by a signal reads as exit code 128 + the signal.
 inline RunResult run_kd(const std::string& args, const std::filesystem::path& dir, int threads = 1,
-                        const std::string& stdin_file = "") {
+                        const std::string& stdin_file = "", const std::string& env = "") {
   const std::string err_file = (dir / "stderr.txt").string(), out_file = (dir / "stdout.txt").string();
-  std::string cmd = "cd " + dir.string() + " && " + kd_exe() + " " + args + " --no-progress --threads " +
-                    std::to_string(threads);
+  std::string cmd = "cd " + dir.string() + " && " + env + (env.empty() ? "" : " ") + kd_exe() + " " + args +
+                    " --no-progress --threads " + std::to_string(threads);
   if (!stdin_file.empty()) cmd += " <" + stdin_file;
-  cmd += " 2>" + err_file + " >" + out_file;
+  cmd += " 2>" + err_file + " >" + out_file + "; exit $?";
   const int status = std::system(cmd.c_str());
   return {WEXITSTATUS(status), read_file(out_file), read_file(err_file)};
 }

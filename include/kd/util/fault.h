@@ -3,7 +3,8 @@
 // "checkpoint:N" and this is the N-th time (from 1) that the point is passed. Without KD_FAULT nothing
 // happens. Points: "step" (an optimizer step applied, before any checkpoint of it), "checkpoint" (the resume
 // checkpoint half written: its weights in the staging folder, not yet its optimizer state), "summary"
-// (training done, the run's summary not yet written).
+// (train-teacher: training done, the run's summary not yet written), "report" (distill: every part done, the
+// report not yet written).
 #pragma once
 
 namespace kd {
