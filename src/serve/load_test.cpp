@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "kd/error.h"
+#include "kd/eval/model_profile.h"
 #include "kd/serve/http_client.h"
 
 namespace kd::serve {
@@ -15,13 +16,6 @@ namespace kd::serve {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// Nearest-rank percentile of sorted values.
-double percentile(const std::vector<double>& sorted, double q) {
-  if (sorted.empty()) return NAN;
-  const auto rank = static_cast<size_t>(std::ceil(q * static_cast<double>(sorted.size())));
-  return sorted[std::min(sorted.size(), std::max<size_t>(rank, 1)) - 1];
-}
 
 struct Phase {
   std::vector<double> latencies_ms;
@@ -80,9 +74,10 @@ LoadResult run_load(const LoadOptions& o, const std::vector<std::string>& bodies
   auto& lat = phase.latencies_ms;
   std::sort(lat.begin(), lat.end());
   r.throughput = r.seconds > 0 ? static_cast<double>(r.answered) / r.seconds : 0;
-  r.p50_ms = percentile(lat, 0.5);
-  r.p90_ms = percentile(lat, 0.9);
-  r.p99_ms = percentile(lat, 0.99);
+  // kd's nearest-rank statistics, as every other kd timing (NaN rather than 0 when nothing was answered).
+  r.p50_ms = lat.empty() ? NAN : percentile(lat, 0.5);
+  r.p90_ms = lat.empty() ? NAN : percentile(lat, 0.9);
+  r.p99_ms = lat.empty() ? NAN : percentile(lat, 0.99);
   r.max_ms = lat.empty() ? NAN : lat.back();
   double sum = 0;
   for (double x : lat) sum += x;

@@ -33,13 +33,8 @@ struct RunResult {
 using test::head_tsv;
 
 RunResult run_kd(const std::string& args, const fs::path& dir, const std::string& env = "") {
-  const std::string err_file = (dir / "stderr.txt").string();
-  const std::string cmd = "cd " + dir.string() + " && " + env + (env.empty() ? "" : " ") + test::kd_exe() + " " + args +
-                          " --no-progress --threads 1 2>" + err_file + " >/dev/null; exit $?";
-  // `; exit $?`: kd is then not the shell's last command, so the shell forks it rather than exec'ing it and
-  // reports a kill as 128 + the signal.
-  const int status = std::system(cmd.c_str());
-  return {WEXITSTATUS(status), read_file(err_file)};
+  auto r = test::run_kd(args, dir, 1, "", env);
+  return {r.code, r.err};
 }
 
 // A small config on SST-2 subsets, with the real pretrained encoder.

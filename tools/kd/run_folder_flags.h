@@ -62,11 +62,11 @@ struct RunFolderFlags {
     if (has_run && !resume && !overwrite)
       throw ConfigError(located(run.string(), "run folder already holds a run",
                                 "pass --resume to continue it or --overwrite to start over"));
-    if (!overwrite || !fs::exists(run)) return;
+    if (!overwrite) return;
     std::vector<fs::path> doomed;
     for (const auto& entry : fs::directory_iterator(run)) {
       const std::string name = entry.path().filename().string();
-      bool ours = fnmatch("*.tmp-*", name.c_str(), 0) == 0;
+      bool ours = false;  // killed writers' temporary files went above
       for (const auto& pattern : outputs) ours = ours || fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
       if (ours) doomed.push_back(entry.path());
     }
