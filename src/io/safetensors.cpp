@@ -14,6 +14,7 @@
 #include <set>
 
 #include "kd/error.h"
+#include "kd/io/int8_rows.h"
 
 namespace fs = std::filesystem;
 
@@ -265,9 +266,28 @@ const TensorInfo& SafeTensorsFile::info(const std::string& name) const {
   return it->second;
 }
 
+bool SafeTensorsFile::int8_rows(const std::string& name) const {
+  const auto it = infos_.find(name);
+  if (it == infos_.end() || it->second.dtype != "I8" || it->second.shape.size() < 2) return false;
+  const auto scale = infos_.find(name + kInt8ScaleSuffix);
+  return scale != infos_.end() && scale->second.dtype == "F32" && scale->second.shape.size() == 1 &&
+         scale->second.shape[0] == it->second.shape[0];
+}
+
+bool SafeTensorsFile::holds_float(const std::string& name) const {
+  const auto& dtype = info(name).dtype;
+  return dtype == "F32" || dtype == "F16" || dtype == "BF16" || dtype == "F64" || int8_rows(name);
+}
+
 torch::Tensor SafeTensorsFile::load(const std::string& name, torch::ScalarType float_type) const {
   const TensorInfo& i = info(name);
   std::ifstream in = open_for_read(path_);
+  if (int8_rows(name)) {
+    Int8Rows q{read_raw(in, path_, data_start_, i), read_raw(in, path_, data_start_, info(name + kInt8ScaleSuffix))};
+    if (!torch::isfinite(q.scales).all().item<bool>() || (q.scales <= 0).any().item<bool>())
+      throw FormatError(located(tensor_where(path_, name + kInt8ScaleSuffix), "int8 scales must be finite and positive"));
+    return dequantize_rows(q, float_type);
+  }
   return convert(read_raw(in, path_, data_start_, i), float_type);
 }
 

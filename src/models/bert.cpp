@@ -138,10 +138,6 @@ bool is_head_parameter(const std::string& name) {
   return starts_with(name, "pooler.") || starts_with(name, "bert.pooler.") || starts_with(name, "classifier.");
 }
 
-bool is_float_dtype(const std::string& dtype) {
-  return dtype == "F32" || dtype == "F16" || dtype == "BF16" || dtype == "F64";
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------
@@ -285,7 +281,7 @@ BertClassifierImpl::BertClassifierImpl(const BertOptions& options, int64_t num_l
   if (!(p < 1)) throw ConfigError(located("classifier_dropout", "must be in [0, 1)"));
   bert = register_module("bert", BertModel(options));
   dropout = register_module("dropout", torch::nn::Dropout(p));
-  classifier = register_module("classifier", torch::nn::Linear(options.hidden_size, num_labels));
+  classifier = register_module("classifier", DynamicLinear(options.hidden_size, num_labels));
   torch::NoGradGuard no_grad;
   classifier->weight.normal_(0.0, options.initializer_range);
   classifier->bias.zero_();
@@ -325,7 +321,7 @@ std::vector<std::string> load_bert_weights(torch::nn::Module& module, const std:
                                                         : "is this a BERT checkpoint with the same architecture?"));
     }
     const TensorInfo& info = file.info(stored);
-    if (!is_float_dtype(info.dtype)) {
+    if (!file.holds_float(stored)) {
       throw FormatError(located(safetensors_path, "tensor '" + stored + "' has dtype " + info.dtype,
                                 "expected a floating-point parameter"));
     }

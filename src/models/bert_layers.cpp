@@ -68,9 +68,9 @@ BertSelfAttentionImpl::BertSelfAttentionImpl(const BertOptions& o)
     : heads_(o.num_attention_heads),
       head_dim_(o.hidden_size / o.num_attention_heads),
       dropout_p_(o.attention_probs_dropout_prob) {
-  query = register_module("query", torch::nn::Linear(o.hidden_size, o.hidden_size));
-  key = register_module("key", torch::nn::Linear(o.hidden_size, o.hidden_size));
-  value = register_module("value", torch::nn::Linear(o.hidden_size, o.hidden_size));
+  query = register_module("query", DynamicLinear(o.hidden_size, o.hidden_size));
+  key = register_module("key", DynamicLinear(o.hidden_size, o.hidden_size));
+  value = register_module("value", DynamicLinear(o.hidden_size, o.hidden_size));
   dropout = register_module("dropout", torch::nn::Dropout(o.attention_probs_dropout_prob));
 }
 
@@ -116,7 +116,7 @@ torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& hidden, const 
 // ---------------------------------------------------------------------------------------------------
 
 BertResidualOutputImpl::BertResidualOutputImpl(int64_t in_features, const BertOptions& o) {
-  dense = register_module("dense", torch::nn::Linear(in_features, o.hidden_size));
+  dense = register_module("dense", DynamicLinear(in_features, o.hidden_size));
   LayerNorm = register_module(
       "LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.hidden_size}).eps(o.layer_norm_eps)));
   dropout = register_module("dropout", torch::nn::Dropout(o.hidden_dropout_prob));
@@ -137,7 +137,7 @@ torch::Tensor BertAttentionImpl::forward(const torch::Tensor& hidden, const torc
 }
 
 BertIntermediateImpl::BertIntermediateImpl(const BertOptions& o) : act_(o.hidden_act) {
-  dense = register_module("dense", torch::nn::Linear(o.hidden_size, o.intermediate_size));
+  dense = register_module("dense", DynamicLinear(o.hidden_size, o.intermediate_size));
 }
 
 torch::Tensor BertIntermediateImpl::forward(const torch::Tensor& hidden) {
@@ -165,7 +165,7 @@ BertEncoderImpl::BertEncoderImpl(const BertOptions& o) {
 }
 
 BertPoolerImpl::BertPoolerImpl(const BertOptions& o) {
-  dense = register_module("dense", torch::nn::Linear(o.hidden_size, o.hidden_size));
+  dense = register_module("dense", DynamicLinear(o.hidden_size, o.hidden_size));
 }
 
 torch::Tensor BertPoolerImpl::forward(const torch::Tensor& hidden) {

@@ -24,15 +24,15 @@ BiLstmImpl::BiLstmImpl(const BiLstmOptions& o) : options_(o) {
       "embedding", torch::nn::Embedding(torch::nn::EmbeddingOptions(o.vocab_size, o.table_dim()).padding_idx(o.padding_idx)));
   if (o.projection > 0)
     projection = register_module("projection",
-                                 torch::nn::Linear(torch::nn::LinearOptions(o.projection, o.embedding_dim).bias(false)));
+                                 DynamicLinear(torch::nn::LinearOptions(o.projection, o.embedding_dim).bias(false)));
   lstm = register_module("lstm", torch::nn::LSTM(torch::nn::LSTMOptions(o.embedding_dim, o.hidden)
                                                      .num_layers(o.layers)
                                                      .bidirectional(true)
                                                      .batch_first(true)
                                                      .dropout(o.layers > 1 ? o.dropout : 0.0)));
   dropout = register_module("dropout", torch::nn::Dropout(o.dropout));
-  hidden = register_module("hidden", torch::nn::Linear(2 * o.hidden, o.hidden));
-  classifier = register_module("classifier", torch::nn::Linear(o.hidden, o.num_classes));
+  hidden = register_module("hidden", DynamicLinear(2 * o.hidden, o.hidden));
+  classifier = register_module("classifier", DynamicLinear(o.hidden, o.num_classes));
 }
 
 torch::Tensor BiLstmImpl::embed(const torch::Tensor& input_ids) {
@@ -55,20 +55,18 @@ torch::Tensor BiLstmImpl::forward(const torch::Tensor& input_ids, const torch::T
   if (lengths.min().item<int64_t>() == T) {
     // No padding (always so at batch 1): the plain LSTM gives exactly what the packed one gives, about
     // 3x faster on a CPU at batch 1, where packing's bookkeeping costs more than the recurrence.
-    auto [out, state] = lstm->forward(x);  // out (B, T, 2H)
+    auto [out, h_n] = run_lstm(x);  // out (B, T, 2H)
     if (pooling == "last") {
-      const auto& h_n = std::get<0>(state);
       pooled = torch::cat({h_n[2 * L - 2], h_n[2 * L - 1]}, 1);
     } else {
       pooled = pooling == "max" ? out.amax(1) : out.mean(1);
     }
   } else {
     const auto packed = rnn::pack_padded_sequence(x, lengths, /*batch_first=*/true, /*enforce_sorted=*/false);
-    auto [packed_out, state] = lstm->forward_with_packed_input(packed);
+    auto [packed_out, h_n] = run_lstm_packed(packed);
     if (pooling == "last") {
       // h_n (layers * 2, B, H), already back in batch order: the top layer's forward state ends at the
       // row's last token, its backward state at its first.
-      const auto& h_n = std::get<0>(state);
       pooled = torch::cat({h_n[2 * L - 2], h_n[2 * L - 1]}, 1);
     } else {
       auto out = std::get<0>(rnn::pad_packed_sequence(packed_out, /*batch_first=*/true, 0.0, T));  // (B, T, 2H)
@@ -85,6 +83,41 @@ torch::Tensor BiLstmImpl::forward(const torch::Tensor& input_ids, const torch::T
   if (pooled_out) *pooled_out = pooled;
   auto h = torch::relu(hidden(dropout(pooled)));  // (B, H)
   return classifier(dropout(h));                  // (B, C)
+}
+
+std::pair<torch::Tensor, torch::Tensor> BiLstmImpl::run_lstm(const torch::Tensor& x) {
+  if (int8_cells_.empty()) {
+    auto [out, state] = lstm->forward(x);
+    return {out, std::get<0>(state)};
+  }
+  require_inference(*this);
+  auto r = int8::lstm(x, int8_cells_, options_.layers, /*bidirectional=*/true, options_.hidden);
+  return {r.output, r.h};
+}
+
+std::pair<rnn::PackedSequence, torch::Tensor> BiLstmImpl::run_lstm_packed(const rnn::PackedSequence& x) {
+  if (int8_cells_.empty()) {
+    auto [out, state] = lstm->forward_with_packed_input(x);
+    return {out, std::get<0>(state)};
+  }
+  require_inference(*this);
+  auto r = int8::lstm_packed(x.data(), x.batch_sizes(), int8_cells_, options_.layers, /*bidirectional=*/true,
+                             options_.hidden);
+  // The kernel's final states follow the packed (length-sorted) order; nn::LSTM puts them back.
+  auto h = x.unsorted_indices().defined() ? r.h.index_select(1, x.unsorted_indices()) : r.h;
+  return {rnn::PackedSequence(r.output, x.batch_sizes(), x.sorted_indices(), x.unsorted_indices()), h};
+}
+
+void BiLstmImpl::quantize_int8() {
+  int8_cells_.clear();
+  const auto params = lstm->named_parameters(/*recurse=*/false);
+  for (int64_t l = 0; l < options_.layers; ++l) {
+    for (const char* dir : {"", "_reverse"}) {
+      const auto sfx = "_l" + std::to_string(l) + dir;
+      int8_cells_.push_back(int8::lstm_cell(params["weight_ih" + sfx], params["weight_hh" + sfx],
+                                            params["bias_ih" + sfx], params["bias_hh" + sfx]));
+    }
+  }
 }
 
 double bilstm_flops(const BiLstmOptions& o, double tokens) {

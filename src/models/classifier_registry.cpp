@@ -4,6 +4,7 @@
 
 #include "kd/io/atomic_file.h"
 #include "kd/models/bert_text_classifier.h"
+#include "kd/models/quantize.h"
 #include "kd/models/student_registry.h"
 
 namespace kd {
@@ -58,7 +59,9 @@ std::unique_ptr<TextClassifier> load_classifier(const std::string& dir) {
     throw FormatError(located(info.string() + ": type", "unknown model type '" + type + "'",
                               "known types: " + loaders.known()));
   }
-  return (*loader)(dir);
+  auto model = (*loader)(dir);
+  apply_folder_quantization(*model, dir);
+  return model;
 }
 
 }  // namespace kd

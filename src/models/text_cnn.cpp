@@ -28,7 +28,7 @@ TextCnnImpl::TextCnnImpl(const TextCnnOptions& o) : options_(o) {
       "embedding", torch::nn::Embedding(torch::nn::EmbeddingOptions(o.vocab_size, o.table_dim()).padding_idx(o.padding_idx)));
   if (o.projection > 0)
     projection = register_module("projection",
-                                 torch::nn::Linear(torch::nn::LinearOptions(o.projection, o.embedding_dim).bias(false)));
+                                 DynamicLinear(torch::nn::LinearOptions(o.projection, o.embedding_dim).bias(false)));
   convs = register_module("convs", torch::nn::ModuleList());
   for (auto k : o.kernel_sizes) {
     torch::nn::Conv1d conv(torch::nn::Conv1dOptions(o.embedding_dim, o.filters, k));
@@ -37,7 +37,7 @@ TextCnnImpl::TextCnnImpl(const TextCnnOptions& o) : options_(o) {
   }
   dropout = register_module("dropout", torch::nn::Dropout(o.dropout));
   classifier = register_module(
-      "classifier", torch::nn::Linear(static_cast<int64_t>(o.kernel_sizes.size()) * o.filters, o.num_classes));
+      "classifier", DynamicLinear(static_cast<int64_t>(o.kernel_sizes.size()) * o.filters, o.num_classes));
 }
 
 torch::Tensor TextCnnImpl::embed(const torch::Tensor& input_ids) {
@@ -64,7 +64,7 @@ torch::Tensor TextCnnImpl::forward(const torch::Tensor& input_ids, const torch::
   std::vector<torch::Tensor> parts;
   for (size_t i = 0; i < conv_list_.size(); ++i) {
     const int64_t k = options_.kernel_sizes[i];
-    auto h = torch::relu(conv_list_[i](x));  // (B, F, width - k + 1)
+    auto h = torch::relu(conv(i, x));  // (B, F, width - k + 1)
     // Window t covers tokens t..t+k-1; it is valid when inside the row, and the first window always is.
     const auto windows = (lengths - k + 1).clamp_min(1);                                      // (B)
     const auto valid = torch::arange(h.size(2), lengths.options()).unsqueeze(0) < windows.unsqueeze(1);  // (B, W)
@@ -74,6 +74,20 @@ torch::Tensor TextCnnImpl::forward(const torch::Tensor& input_ids, const torch::
   auto pooled = torch::cat(parts, 1);  // (B, K*F)
   if (pooled_out) *pooled_out = pooled;
   return classifier(dropout(pooled));  // (B, C)
+}
+
+torch::Tensor TextCnnImpl::conv(size_t i, const torch::Tensor& x) {
+  if (int8_convs_.empty()) return conv_list_[i](x);
+  require_inference(*this);
+  const int64_t k = options_.kernel_sizes[i];
+  // Window t of x is x[:, :, t:t+k]; flattened (E, k) in the order of the kernel's (F, E, k) layout.
+  const auto windows = x.unfold(2, k, 1).permute({0, 2, 1, 3}).reshape({x.size(0), x.size(2) - k + 1, -1});  // (B, L, E*k)
+  return int8::linear(windows, int8_convs_[i]).transpose(1, 2);  // (B, F, L)
+}
+
+void TextCnnImpl::quantize_int8() {
+  int8_convs_.clear();
+  for (auto& c : conv_list_) int8_convs_.push_back(int8::pack_linear(c->weight.reshape({c->weight.size(0), -1}), c->bias));
 }
 
 double text_cnn_flops(const TextCnnOptions& o, double tokens) {

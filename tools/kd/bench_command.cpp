@@ -47,6 +47,8 @@
 #include "kd/knowledge/cache_key.h"
 #include "kd/knowledge/knowledge_cache.h"
 #include "kd/models/classifier_registry.h"
+#include "kd/models/int8_kernels.h"
+#include "kd/models/quantize.h"
 #include "kd/models/student_registry.h"
 #include "kd/serve/load_test.h"
 #include "kd/train/distill_pipeline.h"
@@ -384,9 +386,13 @@ class BenchCommand : public Command {
     if (!infer_rows_.empty()) rows = pick_rows(rows, read_row_list(infer_rows_), infer_rows_, data_);
     const TextDataset sample(rows, model->tokenizer(), model->labels(), model->max_length(), data_);
     const ModelProfile p = profile_model(*model, model_, sample, speed_);
+    // Which arithmetic ran: an int8 folder (kd quantize) says its method; its engine is this process's.
+    const bool is_int8 = fs::exists(fs::path(model_) / kQuantizationFile);
     emit({{"tool", "kd"},
           {"model", model_},
           {"type", model->type()},
+          {"precision", is_int8 ? "int8_dynamic" : "float32"},
+          {"int8_engine", is_int8 ? nlohmann::json(int8::engine()) : nlohmann::json(nullptr)},
           {"parameters", p.parameters},
           {"batch1_ms_median", p.latency_ms_b1},
           {"batch1_ms_p90", p.latency_ms_b1_p90},

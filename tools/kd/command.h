@@ -50,5 +50,6 @@ std::unique_ptr<Command> make_perplexity_command();
 std::unique_ptr<Command> make_lm_memory_command();
 std::unique_ptr<Command> make_serve_command();
 std::unique_ptr<Command> make_export_command();
+std::unique_ptr<Command> make_quantize_command();
 
 }  // namespace kd::cli

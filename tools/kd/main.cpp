@@ -46,6 +46,7 @@ std::vector<std::unique_ptr<Command>> all_commands() {
   commands.push_back(make_perplexity_command());
   commands.push_back(make_lm_memory_command());
   commands.push_back(make_export_command());
+  commands.push_back(make_quantize_command());
   commands.push_back(make_serve_command());
   return commands;
 }

@@ -35,8 +35,14 @@ class SafeTensorsFile {
   const TensorInfo& info(const std::string& name) const;  // FormatError if absent
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
-  // Reads one tensor; floating types are converted to `float_type` (F16/BF16 -> F32 by default),
-  // integer types are returned as stored.
+  // Whether `name` is an int8 tensor with per-row scales beside it (kd/io/int8_rows.h): it then
+  // reads as the float tensor it stands for.
+  bool int8_rows(const std::string& name) const;
+  // Whether `name` reads as a floating-point tensor (a float dtype, or int8 rows).
+  bool holds_float(const std::string& name) const;
+
+  // Reads one tensor; floating types are converted to `float_type` (F16/BF16 -> F32 by default), int8
+  // rows are dequantized to `float_type`, other integer types are returned as stored.
   torch::Tensor load(const std::string& name, torch::ScalarType float_type = torch::kFloat32) const;
   std::map<std::string, torch::Tensor> load_all(torch::ScalarType float_type = torch::kFloat32) const;
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "kd/models/dynamic_linear.h"
 #include "kd/models/model_output.h"
 
 namespace kd {
@@ -79,7 +80,7 @@ class BertClassifierImpl : public torch::nn::Module {
 
   BertModel bert{nullptr};
   torch::nn::Dropout dropout{nullptr};
-  torch::nn::Linear classifier{nullptr};
+  DynamicLinear classifier{nullptr};
   int64_t num_labels() const { return num_labels_; }
 
  private:

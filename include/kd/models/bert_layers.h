@@ -53,7 +53,7 @@ class BertSelfAttentionImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias,
                         BertLayerFeatures* features = nullptr);
 
-  torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr};
+  DynamicLinear query{nullptr}, key{nullptr}, value{nullptr};
   torch::nn::Dropout dropout{nullptr};
 
  private:
@@ -70,7 +70,7 @@ class BertResidualOutputImpl : public torch::nn::Module {
   // x (B, T, in_features), residual (B, T, H). Returns (B, T, H).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual);
 
-  torch::nn::Linear dense{nullptr};
+  DynamicLinear dense{nullptr};
   torch::nn::LayerNorm LayerNorm{nullptr};
   torch::nn::Dropout dropout{nullptr};
 };
@@ -92,7 +92,7 @@ class BertIntermediateImpl : public torch::nn::Module {
   explicit BertIntermediateImpl(const BertOptions& o);
   torch::Tensor forward(const torch::Tensor& hidden);  // (B, T, H) -> (B, T, intermediate)
 
-  torch::nn::Linear dense{nullptr};
+  DynamicLinear dense{nullptr};
 
  private:
   std::string act_;
@@ -130,7 +130,7 @@ class BertPoolerImpl : public torch::nn::Module {
   explicit BertPoolerImpl(const BertOptions& o);
   torch::Tensor forward(const torch::Tensor& hidden);  // (B, T, H) -> tanh(dense(hidden[:, 0])) (B, H)
 
-  torch::nn::Linear dense{nullptr};
+  DynamicLinear dense{nullptr};
 };
 TORCH_MODULE(BertPooler);
 

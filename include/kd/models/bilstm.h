@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <string>
 
+#include "kd/models/dynamic_linear.h"
 #include "kd/models/student_net.h"
 
 namespace kd {
@@ -60,7 +61,7 @@ struct BiLstmOptions {
   static BiLstmOptions from_json(const nlohmann::json& j, const std::string& where);
 };
 
-class BiLstmImpl : public StudentNetImpl {
+class BiLstmImpl : public StudentNetImpl, public Int8Quantizable {
  public:
   explicit BiLstmImpl(const BiLstmOptions& options);
 
@@ -77,15 +78,25 @@ class BiLstmImpl : public StudentNetImpl {
   nlohmann::json options_json() const override { return options_.to_json(); }
 
   const BiLstmOptions& options() const { return options_; }
+  // Runs the LSTM's input and recurrent products in int8 (LibTorch's quantized LSTM); the Linear
+  // layers quantize themselves (kd/models/quantize.h).
+  void quantize_int8() override;
 
   torch::nn::Embedding embedding{nullptr};
-  torch::nn::Linear projection{nullptr};  // null when options.projection == 0
+  DynamicLinear projection{nullptr};  // null when options.projection == 0
   torch::nn::LSTM lstm{nullptr};
   torch::nn::Dropout dropout{nullptr};
-  torch::nn::Linear hidden{nullptr}, classifier{nullptr};
+  DynamicLinear hidden{nullptr}, classifier{nullptr};
 
  private:
+  // x (B, T, E) -> (out (B, T, 2H), h_n (2L, B, H)), in float or int8.
+  std::pair<torch::Tensor, torch::Tensor> run_lstm(const torch::Tensor& x);
+  // The same over a packed batch: (packed out, h_n (2L, B, H) in the batch's order).
+  std::pair<torch::nn::utils::rnn::PackedSequence, torch::Tensor> run_lstm_packed(
+      const torch::nn::utils::rnn::PackedSequence& x);
+
   BiLstmOptions options_;
+  std::vector<c10::IValue> int8_cells_;  // empty until quantize_int8()
 };
 TORCH_MODULE(BiLstm);
 

@@ -22,7 +22,8 @@ const Registry<ClassifierFactory>& teacher_registry();
 std::unique_ptr<TextClassifier> make_teacher(ConfigNode section, const LabelVocab& labels);
 
 // Loads a classifier folder written by TextClassifier::save (type from kd.json; a Hugging Face
-// BertForSequenceClassification folder without kd.json loads as "bert").
+// BertForSequenceClassification folder without kd.json loads as "bert"). An int8 folder (kd quantize)
+// comes back quantized (kd/models/quantize.h).
 std::unique_ptr<TextClassifier> load_classifier(const std::string& dir);
 
 }  // namespace kd

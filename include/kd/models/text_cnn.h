@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "kd/models/dynamic_linear.h"
 #include "kd/models/student_net.h"
 
 namespace kd {
@@ -52,7 +53,7 @@ struct TextCnnOptions {
   static TextCnnOptions from_json(const nlohmann::json& j, const std::string& where);
 };
 
-class TextCnnImpl : public StudentNetImpl {
+class TextCnnImpl : public StudentNetImpl, public Int8Quantizable {
  public:
   explicit TextCnnImpl(const TextCnnOptions& options);
 
@@ -67,16 +68,22 @@ class TextCnnImpl : public StudentNetImpl {
   nlohmann::json options_json() const override { return options_.to_json(); }
 
   const TextCnnOptions& options() const { return options_; }
+  // Runs each convolution as an int8 matrix product over the unfolded windows (LibTorch's dynamic
+  // int8 kernels have no convolution); the Linear layers quantize themselves (kd/models/quantize.h).
+  void quantize_int8() override;
 
   torch::nn::Embedding embedding{nullptr};
-  torch::nn::Linear projection{nullptr};
+  DynamicLinear projection{nullptr};
   torch::nn::ModuleList convs{nullptr};
   torch::nn::Dropout dropout{nullptr};
-  torch::nn::Linear classifier{nullptr};
+  DynamicLinear classifier{nullptr};
 
  private:
   TextCnnOptions options_;
   std::vector<torch::nn::Conv1d> conv_list_;  // typed handles on convs
+  std::vector<c10::IValue> int8_convs_;        // empty until quantize_int8()
+  // x (B, E, W) -> (B, F, W - k + 1) through convolution i, in float or int8.
+  torch::Tensor conv(size_t i, const torch::Tensor& x);
 };
 TORCH_MODULE(TextCnn);
 

@@ -1,0 +1,113 @@
+#include "kd/models/quantize.h"
+
+#include <filesystem>
+
+#include "kd/error.h"
+#include "kd/io/atomic_file.h"
+#include "kd/io/int8_rows.h"
+#include "kd/io/safetensors.h"
+#include "kd/models/classifier_registry.h"
+#include "kd/models/int8_kernels.h"
+#include "kd/models/text_classifier.h"
+
+namespace fs = std::filesystem;
+
+namespace kd {
+
+namespace {
+
+constexpr int kFormatVersion = 1;
+constexpr const char* kMethod = "int8_dynamic";
+
+// Rewrites a float model.safetensors with every float tensor of 2 or more dimensions as int8 rows.
+// Returns {int8 tensors, float tensors kept}.
+std::pair<int64_t, int64_t> store_int8(const std::string& path) {
+  const SafeTensorsFile file(path);
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  int64_t quantized = 0, kept = 0;
+  for (const auto& name : file.names()) {
+    auto t = file.load(name);
+    if (file.holds_float(name) && file.info(name).shape.size() >= 2) {
+      auto q = quantize_rows(t);
+      out.emplace_back(name, q.values);
+      out.emplace_back(name + kInt8ScaleSuffix, q.scales);
+      ++quantized;
+    } else {
+      out.emplace_back(name, t);
+      ++kept;
+    }
+  }
+  auto metadata = file.metadata();
+  metadata["kd.weights"] = "int8 rows (tensor + <name>.int8_scale)";
+  save_safetensors(path, out, metadata);
+  return {quantized, kept};
+}
+
+}  // namespace
+
+int64_t quantize_int8(torch::nn::Module& module) {
+  module.eval();
+  int64_t n = 0;
+  for (const auto& m : module.modules(/*include_self=*/true)) {
+    if (auto* q = dynamic_cast<Int8Quantizable*>(m.get())) {
+      q->quantize_int8();
+      ++n;
+    }
+  }
+  return n;
+}
+
+void require_inference(const torch::nn::Module& module) {
+  if (module.is_training())
+    throw TrainError(located(module.name(), "an int8 model runs inference only",
+                             "train or distil the float model, then kd quantize it"));
+}
+
+nlohmann::json write_int8_folder(TextClassifier& model, const std::string& source, const std::string& out,
+                                 bool overwrite) {
+  if (fs::exists(fs::path(source) / kQuantizationFile))
+    throw FormatError(located(source, "the model is already int8", "quantize the float model it came from"));
+  if (same_file(source, out)) throw ConfigError(located(out, "the output folder is the model folder", "name another"));
+  if (fs::exists(out) && !overwrite)
+    throw ConfigError(located(out, "already exists", "pass --overwrite to replace it, or name another folder"));
+  StagedDir staged{fs::path(out)};
+  model.save(staged.path().string());
+  const auto weights = staged.file("model.safetensors");
+  if (!fs::exists(weights))
+    throw FormatError(located(source, "model type '" + model.type() + "' does not save model.safetensors",
+                              "kd quantize takes the classifier folders kd writes"));
+  const auto [quantized, kept] = store_int8(weights);
+  nlohmann::json info = {{"format_version", kFormatVersion},
+                         {"method", kMethod},
+                         {"weights", "int8, symmetric, one scale per output row (embedding tables: per token)"},
+                         {"activations", "uint8, one scale and zero point per tensor, computed on every call (7-bit range)"},
+                         {"engine", int8::engine()},
+                         {"source", fs::absolute(source).lexically_normal().string()},
+                         {"model_type", model.type()},
+                         {"int8_tensors", quantized},
+                         {"float_tensors", kept}};
+  write_json_atomic(staged.file(kQuantizationFile), info);
+  // Read it back as every command will: a folder that does not load is never committed.
+  load_classifier(staged.path().string());
+  staged.commit();
+  return info;
+}
+
+nlohmann::json apply_folder_quantization(TextClassifier& model, const std::string& dir) {
+  const auto path = (fs::path(dir) / kQuantizationFile).string();
+  if (!fs::exists(path)) return nullptr;
+  auto info = read_json(path);
+  if (!info.is_object() || info.value("method", std::string()) != kMethod)
+    throw FormatError(located(path + ": method", "expected \"" + std::string(kMethod) + "\"",
+                              "this kd runs int8_dynamic folders written by kd quantize"));
+  if (info.value("format_version", int64_t{0}) != kFormatVersion)
+    throw FormatError(located(path + ": format_version", "not supported",
+                              "this kd reads version " + std::to_string(kFormatVersion)));
+  const int64_t parts = quantize_int8(model.module());
+  if (parts == 0)
+    throw FormatError(located(path, "model type '" + model.type() + "' has no part kd runs in int8"));
+  info["int8_parts"] = parts;
+  return info;
+}
+
+}  // namespace kd
