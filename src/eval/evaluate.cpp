@@ -2,6 +2,7 @@
 
 #include "kd/data/bucket_batcher.h"
 #include "kd/util/device.h"
+#include "kd/util/precision.h"
 #include "kd/util/progress_bar.h"
 
 namespace kd {
@@ -33,7 +34,11 @@ Evaluation evaluate(TextClassifier& model, const TextDataset& data, int64_t batc
                              order.begin() + static_cast<long>(std::min(order.size(), start + batch_size)));
     Batch batch = batcher.collate(idx);
     if (!device.is_cpu()) batch = batch.to(device);
-    auto logits = model.forward(batch).logits;  // (B, C)
+    torch::Tensor logits;  // (B, C)
+    {
+      AutocastScope autocast(device);
+      logits = model.forward(batch).logits.to(torch::kFloat32);
+    }
     auto mask = batch.labels >= 0;
     if (mask.any().item<bool>()) {
       auto l = logits.index({mask});

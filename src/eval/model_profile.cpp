@@ -16,6 +16,7 @@
 #include "kd/error.h"
 #include "kd/io/config.h"
 #include "kd/util/log.h"
+#include "kd/util/precision.h"
 
 namespace fs = std::filesystem;
 
@@ -198,6 +199,7 @@ std::vector<ModelProfile> profile_models(const std::vector<ProfileTarget>& targe
   auto time_ms = [&](size_t i, const Batch& batch) {
     const bool cuda = devices[i].is_cuda();
     if (cuda) torch::cuda::synchronize();
+    AutocastScope autocast(devices[i]);  // bf16 where the command chose it (kd/util/precision.h)
     const auto start = std::chrono::steady_clock::now();
     auto logits = targets[i].model->forward(batch).logits;  // (B, C)
     if (cuda) torch::cuda::synchronize();

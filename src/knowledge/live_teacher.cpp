@@ -1,6 +1,7 @@
 #include "kd/knowledge/knowledge_source.h"
 
 #include "kd/error.h"
+#include "kd/util/precision.h"
 
 namespace kd {
 
@@ -23,8 +24,13 @@ ModelOutput LiveTeacher::teach(const Batch& batch, const FeatureRequest& feature
   // Follow the teacher's device, so callers can collate on the CPU whatever the teacher runs on.
   const auto params = module.parameters();
   const bool move = !params.empty() && batch.input_ids.defined() && batch.input_ids.device() != params.front().device();
-  ModelOutput out = move ? teacher_.forward(batch.to(params.front().device()), features) : teacher_.forward(batch, features);
-  out.logits = out.logits.to(torch::kFloat32).detach();  // (B, C)
+  const torch::Device device = params.empty() ? torch::Device(torch::kCPU) : params.front().device();
+  ModelOutput out;
+  {
+    AutocastScope autocast(device);
+    out = float32_output(move ? teacher_.forward(batch.to(device), features) : teacher_.forward(batch, features));
+  }
+  out.logits = out.logits.detach();  // (B, C)
   for (auto& [name, t] : out.features) t = t.detach();
   return out;
 }

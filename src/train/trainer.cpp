@@ -13,6 +13,7 @@
 #include "kd/util/device.h"
 #include "kd/util/fault.h"
 #include "kd/util/log.h"
+#include "kd/util/precision.h"
 #include "kd/util/progress_bar.h"
 
 namespace fs = std::filesystem;
@@ -241,8 +242,14 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
       }
       Batch batch = batcher.collate(plan[static_cast<size_t>(b)]);
       if (cuda) batch = batch.to(o.device);
-      auto output = model_.forward(batch);
-      auto loss = loss_(output, batch);
+      // Forward and loss under autocast when the precision is bf16; the backward pass outside it.
+      ModelOutput output;
+      torch::Tensor loss;
+      {
+        AutocastScope autocast(o.device);
+        output = float32_output(model_.forward(batch));
+        loss = loss_(output, batch).to(torch::kFloat32);
+      }
       const double value = loss.item<double>();
       // A NaN or Inf loss or gradient skips its optimizer step (the window's gradients are dropped, the step
       // is counted so that the schedule and checkpoints keep their places); past the allowance the run stops.

@@ -166,6 +166,7 @@ class BenchCommand : public Command {
     distill_->add_option("--work-dir", work_dir_, "scratch folder for the cache and run (default: a temp folder)");
     distill_->add_option("--out", out_, "also write the JSON here");
     common_.add_to(*distill_);
+    precision_.add_to(*distill_);
 
     infer_ = app.add_subcommand("infer", "time a model's forward pass at batch 1 and batch 64");
     infer_->add_option("-m,--model", model_, "model folder (student or teacher)")->required();
@@ -185,6 +186,7 @@ class BenchCommand : public Command {
         ->check(CLI::NonNegativeNumber);
     infer_->add_option("--out", out_, "also write the JSON here");
     infer_common_.add_to(*infer_);
+    infer_precision_.add_to(*infer_);
 
     serve_ = app.add_subcommand("serve", "load a running kd serve (or a server with its JSON) from concurrent clients");
     serve_->add_option("--host", load_.host, "server address")->capture_default_str();
@@ -218,6 +220,7 @@ class BenchCommand : public Command {
     using clock = std::chrono::steady_clock;
     common_.apply();
     const torch::Device device = common_.resolve_device();
+    precision_.apply(device);
     Config config = Config::load(config_, overrides_);
     auto root = config.root();
     DistillOptions o = DistillOptions::from(root);
@@ -379,6 +382,7 @@ class BenchCommand : public Command {
   int run_infer() {
     infer_common_.apply();
     const torch::Device device = infer_common_.resolve_device();
+    const auto precision = infer_precision_.apply(device);
     auto model = load_classifier(model_);
     model->module().to(device);
     auto rows = read_table(data_, flags_.table());
@@ -391,7 +395,8 @@ class BenchCommand : public Command {
     emit({{"tool", "kd"},
           {"model", model_},
           {"type", model->type()},
-          {"precision", is_int8 ? "int8_dynamic" : "float32"},
+          {"precision", is_int8 ? std::string("int8_dynamic") : precision_name(precision.precision)},
+          {"precision_reason", is_int8 ? std::string("kd quantize folder") : precision.reason},
           {"int8_engine", is_int8 ? nlohmann::json(int8::engine()) : nlohmann::json(nullptr)},
           {"parameters", p.parameters},
           {"batch1_ms_median", p.latency_ms_b1},
@@ -452,6 +457,7 @@ class BenchCommand : public Command {
   SpeedOptions speed_ = [] { SpeedOptions s; s.repeats = 50; return s; }();  // as kd distill's report
   DataFlags flags_;
   CommonOptions common_, infer_common_;
+  PrecisionOptions precision_, infer_precision_;
 };
 
 }  // namespace

@@ -45,12 +45,14 @@ class CacheCommand : public Command {
         ->check(CLI::NonNegativeNumber);
     app.add_flag("--overwrite", overwrite_, "replace an existing --out file");
     common_.add_to(app);
+    precision_.add_to(app);
   }
 
   int run() override {
     common_.apply();
     // Cheap checks first: none of them should wait for the teacher to load or run.
     const torch::Device device = common_.resolve_device();
+    precision_.apply(device);
     if (fs::exists(out_) && !overwrite_)
       throw ConfigError(located(out_, "already exists", "pass --overwrite to replace it"));
     const fs::path parent = fs::path(out_).parent_path();
@@ -99,6 +101,7 @@ class CacheCommand : public Command {
   bool fp16_ = false, overwrite_ = false;
   int64_t top_k_ = 0, batch_size_ = 128, max_length_ = 0;
   CommonOptions common_;
+  PrecisionOptions precision_;
 };
 
 }  // namespace

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "kd/util/precision.h"
+
 namespace kd::cli {
 
 class Command {
@@ -32,6 +34,14 @@ struct CommonOptions {
   torch::Device resolve_device() const;
   // For the commands that run on the CPU only: a ConfigError naming the command unless --device is cpu.
   void require_cpu(const std::string& command) const;
+};
+
+// --precision for the commands whose forward passes may run in bf16 (kd/util/precision.h).
+struct PrecisionOptions {
+  std::string precision = "fp32";  // fp32, bf16 or auto
+  void add_to(CLI::App& app);
+  // Resolves --precision for `device`, sets it process-wide, logs which arithmetic runs and why.
+  PrecisionChoice apply(const torch::Device& device) const;
 };
 
 std::vector<std::unique_ptr<Command>> all_commands();

@@ -24,11 +24,13 @@ class DistillCommand : public Command {
   void add_options(CLI::App& app) override {
     run_.add_to(app, "distill.temperature=4", "continue an interrupted run: finished parts are kept");
     common_.add_to(app);
+    precision_.add_to(app);
   }
 
   int run() override {
     common_.apply();
     const torch::Device device = common_.resolve_device();  // before anything is read or written
+    precision_.apply(device);
     Config config = run_.load();
     // Loads the teacher, checks the student's sizes and that every key was understood: nothing is
     // written before.
@@ -51,6 +53,7 @@ class DistillCommand : public Command {
  private:
   RunFolderFlags run_;
   CommonOptions common_;
+  PrecisionOptions precision_;
 };
 
 }  // namespace

@@ -34,11 +34,13 @@ class EvalCommand : public Command {
     app.add_option("--out", out_, "also write the figures as JSON to this file");
     flags_.add_to(app);
     common_.add_to(app);
+    precision_.add_to(app);
   }
 
   int run() override {
     common_.apply();
     const torch::Device device = common_.resolve_device();
+    precision_.apply(device);
     auto model = load_classifier(model_);
     model->module().to(device);
     auto rows = read_table(data_, flags_.table());
@@ -93,6 +95,7 @@ class EvalCommand : public Command {
   int64_t batch_size_ = 128;
   DataFlags flags_;
   CommonOptions common_;
+  PrecisionOptions precision_;
 };
 
 }  // namespace

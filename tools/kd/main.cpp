@@ -31,6 +31,24 @@ void CommonOptions::require_cpu(const std::string& command) const {
     throw ConfigError(located("--device " + device, "kd " + command + " runs on the CPU only", "use --device cpu"));
 }
 
+void PrecisionOptions::add_to(CLI::App& app) {
+  app.add_option("--precision", precision,
+                 "fp32; bf16: forward passes in bfloat16 (autocast; weights, gradients, optimizer state stay float32) "
+                 "where the CPU (avx512_bf16, amx_bf16) or GPU has bf16, else float32 with a note; auto: bf16 where it "
+                 "pays")
+      ->capture_default_str();
+}
+
+PrecisionChoice PrecisionOptions::apply(const torch::Device& device) const {
+  const auto choice = resolve_precision(precision, device);
+  set_precision(choice.precision);
+  if (precision == "bf16" && choice.precision != Precision::kBFloat16)
+    log_warn("--precision bf16: " + choice.reason + "; running float32");
+  else if (precision != "fp32")
+    log_info("precision: " + precision_name(choice.precision) + " (" + choice.reason + ")");
+  return choice;
+}
+
 std::vector<std::unique_ptr<Command>> all_commands() {
   std::vector<std::unique_ptr<Command>> commands;
   commands.push_back(make_train_teacher_command());

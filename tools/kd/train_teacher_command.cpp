@@ -33,11 +33,13 @@ class TrainTeacherCommand : public Command {
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
     common_.add_to(app);
+    precision_.add_to(app);
   }
 
   int run() override {
     common_.apply();
     const torch::Device device = common_.resolve_device();  // before anything is read or written
+    precision_.apply(device);
     Config config = run_.load();
     auto root = config.root();
     const std::string run_dir = root.get_nonempty("run_dir", "runs/teacher");
@@ -121,6 +123,7 @@ class TrainTeacherCommand : public Command {
   RunFolderFlags run_;
   int64_t stop_after_ = 0;
   CommonOptions common_;
+  PrecisionOptions precision_;
 };
 
 }  // namespace
