@@ -74,6 +74,23 @@ void StudentClassifier::save(const std::string& dir) const {
   save_module_state(*net_, (d / "model.safetensors").string());
   labels_.save((d / "labels.json").string());
   tokenizer_.save(dir);
+  // config.json: the same architecture in the shape other runtimes look for (model_type, the sizes,
+  // id2label/label2id, the tokenizer); kd itself reads kd.json.
+  nlohmann::json config = net_->options_json();
+  nlohmann::json id2label = nlohmann::json::object(), label2id = nlohmann::json::object();
+  for (int64_t i = 0; i < labels_.size(); ++i) {
+    id2label[std::to_string(i)] = labels_.name(i);
+    label2id[labels_.name(i)] = i;
+  }
+  config["model_type"] = "kd-" + type_;
+  config["architectures"] = {type_};
+  config["max_length"] = max_length_;
+  config["id2label"] = id2label;
+  config["label2id"] = label2id;
+  config["torch_dtype"] = "float32";
+  config["tokenizer_class"] = "BertTokenizer";
+  config["weights"] = "model.safetensors: PyTorch parameter names (see the README, \"BiLSTM and TextCNN students outside kd\")";
+  write_json_atomic((d / "config.json").string(), config);
   write_json_atomic((d / "kd.json").string(), {{"type", type_},
                                                {"options", net_->options_json()},
                                                {"max_length", max_length_},

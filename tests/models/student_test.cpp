@@ -177,6 +177,13 @@ TEST(StudentTest, SaveLoadRoundTripIsBitExact) {
     EXPECT_EQ(info["type"], m->type());
     EXPECT_EQ(info["format_version"], 1);
     EXPECT_EQ(info["options"], m->options_json());
+    const auto config = kd::read_json((dir / "config.json").string());
+    EXPECT_EQ(config["model_type"], "kd-" + m->type());
+    const auto options = m->options_json();
+    for (const auto& [key, value] : options.items()) EXPECT_EQ(config[key], value) << key;
+    EXPECT_EQ(config["max_length"], m->max_length());
+    EXPECT_EQ(config["id2label"]["1"], m->labels().name(1));
+    EXPECT_EQ(config["label2id"][m->labels().name(2)], 2);
 
     auto loaded = kd::load_classifier(dir.string());
     loaded->module().eval();

@@ -3,6 +3,8 @@
 // tokenizer, label list and max_length, and its folder is complete on its own:
 //   model.safetensors   the module's parameters (names as named_parameters())
 //   kd.json             {"type": <student kind>, "options": {...}, "max_length": n, "format_version": 1}
+//   config.json         for other runtimes: the options' sizes, "model_type": "kd-<kind>", max_length,
+//                       id2label, label2id (kd reads kd.json)
 //   vocab.txt, tokenizer_config.json, special_tokens_map.json   (WordPieceTokenizer::save)
 //   labels.json
 // Transformer students are BertTextClassifier folders instead (the Hugging Face layout).
