@@ -135,6 +135,14 @@ TEST(GenerateE2ETest, BadInputIsOneErrorLine) {
     EXPECT_EQ(lines(r.err), 1u) << flag << ": " << r.err;
     EXPECT_NE(r.err.find(flag.substr(0, flag.find(' '))), std::string::npos) << flag << ": " << r.err;
   }
+  // Counts out of range say what the value must be (not CLI11's "not in range 0 to 1.79e308").
+  for (const auto& [flag, want] : std::vector<std::pair<std::string, std::string>>{
+           {"--top-k -3", "--top-k: must be a number >= 0, got -3"}, {"--top-k nan", "must be a number >= 0, got nan"}}) {
+    r = run_kd("generate" + model + " --prompt x " + flag, dir);
+    EXPECT_EQ(r.code, 2) << flag << ": " << r.err;
+    EXPECT_EQ(lines(r.err), 1u) << flag << ": " << r.err;
+    EXPECT_NE(r.err.find(want), std::string::npos) << flag << ": " << r.err;
+  }
   // A prompt that is not UTF-8 (DataError, 5).
   r = run_kd("generate" + model + " --prompt \"$(printf '\\377\\376')\"", dir);
   EXPECT_EQ(r.code, 5) << r.err;

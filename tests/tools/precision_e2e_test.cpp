@@ -41,6 +41,9 @@ TEST(PrecisionE2ETest, TheFlagFollowsTheHardwareAndSaysWhy) {
   EXPECT_EQ(bench["precision"], has ? "bf16" : "float32");
   EXPECT_FALSE(bench["precision_reason"].get<std::string>().empty());
 
+  r = run_kd("bench infer --model m --data dev.tsv --repeats 0", dir);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("--repeats: must be a number > 0, got 0"), std::string::npos) << r.err;
   r = run_kd("eval --model m --data dev.tsv --precision fp16", dir);
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_EQ(test::error_lines(r.err), 1u) << r.err;

@@ -147,16 +147,16 @@ class BenchCommand : public Command {
     distill_->add_option("--knowledge", knowledge_, "cached: teacher logits read from a cache; live: teacher inline")
         ->capture_default_str()
         ->check(CLI::IsMember({"cached", "live"}));
-    distill_->add_option("--steps", steps_, "timed optimizer steps")->capture_default_str()->check(CLI::PositiveNumber);
+    distill_->add_option("--steps", steps_, "timed optimizer steps")->capture_default_str()->check(kPositive);
     distill_->add_option("--warmup", warmup_, "untimed steps first (at least)")->capture_default_str()->check(
-        CLI::NonNegativeNumber);
+        kNonNegative);
     distill_->add_option("--warmup-seconds", distill_warmup_seconds_, "least time spent in untimed steps")
         ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
+        ->check(kNonNegative);
     distill_->add_option("--max-warmup-steps", max_warmup_steps_,
                          "most untimed steps the repeated pool holds (0: warmup + 200 per warm-up second)")
         ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
+        ->check(kNonNegative);
     distill_->add_option("--rows", distill_rows_,
                          "file of training-row indices (one a line): the pool of rows every step draws from "
                          "(default: (warmup + steps) batches of random rows)")
@@ -178,12 +178,12 @@ class BenchCommand : public Command {
     flags_.label.clear();
     flags_.add_to(*infer_);
     infer_->add_option("--repeats", speed_.repeats, "timed passes of each kind")->capture_default_str()->check(
-        CLI::PositiveNumber);
+        kPositive);
     infer_->add_option("--warmup", speed_.warmup, "untimed passes first (at least)")->capture_default_str()->check(
-        CLI::NonNegativeNumber);
+        kNonNegative);
     infer_->add_option("--warmup-seconds", speed_.warmup_seconds, "least time spent in untimed passes")
         ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
+        ->check(kNonNegative);
     infer_->add_option("--out", out_, "also write the JSON here");
     infer_common_.add_to(*infer_);
     infer_precision_.add_to(*infer_);
@@ -199,17 +199,17 @@ class BenchCommand : public Command {
     serve_flags_.add_to(*serve_);
     serve_->add_option("--concurrency", load_.concurrency, "clients, each waiting for its answer before the next")
         ->capture_default_str()
-        ->check(CLI::PositiveNumber);
+        ->check(kPositive);
     serve_->add_option("--requests", load_.requests, "measured requests")->capture_default_str()->check(
-        CLI::PositiveNumber);
+        kPositive);
     serve_->add_option("--warmup", load_.warmup, "unmeasured requests first")->capture_default_str()->check(
-        CLI::NonNegativeNumber);
+        kNonNegative);
     serve_->add_option("--max-seconds", load_.max_seconds, "the measured phase stops here")
         ->capture_default_str()
-        ->check(CLI::PositiveNumber);
+        ->check(kPositive);
     serve_->add_option("--max-tokens", load_max_tokens_, "with /v1/completions: max_tokens of each request (greedy)")
         ->capture_default_str()
-        ->check(CLI::PositiveNumber);
+        ->check(kPositive);
     serve_->add_option("--out", out_, "also write the JSON here");
   }
 

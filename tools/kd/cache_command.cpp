@@ -35,14 +35,14 @@ class CacheCommand : public Command {
     flags_.add_to(app);
     app.add_option("--top-k", top_k_, "store only the k largest logits per row (0 = all classes)")
         ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
+        ->check(kNonNegative);
     app.add_flag("--fp16", fp16_, "store logits in half precision");
     app.add_option("--batch-size", batch_size_, "examples per teacher forward pass")
         ->capture_default_str()
-        ->check(CLI::PositiveNumber);
+        ->check(kPositive);
     app.add_option("--max-length", max_length_, "tokens per example (0 = the teacher's max_length)")
         ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
+        ->check(kNonNegative);
     app.add_flag("--overwrite", overwrite_, "replace an existing --out file");
     common_.add_to(app);
     precision_.add_to(app);

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,6 +22,23 @@ class Command {
   virtual void add_options(CLI::App& app) = 0;
   virtual int run() = 0;
 };
+
+// Checks for numeric flags. CLI11's PositiveNumber and NonNegativeNumber report "Value 0 not in range
+// 0.000000 to 1797693...": these say what the value must be.
+inline const CLI::Validator kPositive(
+    [](std::string& s) -> std::string {
+      char* end = nullptr;
+      const double v = std::strtod(s.c_str(), &end);
+      return !s.empty() && *end == '\0' && v > 0 ? std::string() : "must be a number > 0, got " + s;
+    },
+    "NUMBER > 0");
+inline const CLI::Validator kNonNegative(
+    [](std::string& s) -> std::string {
+      char* end = nullptr;
+      const double v = std::strtod(s.c_str(), &end);
+      return !s.empty() && *end == '\0' && v >= 0 ? std::string() : "must be a number >= 0, got " + s;
+    },
+    "NUMBER >= 0");
 
 // Options most commands share.
 struct CommonOptions {

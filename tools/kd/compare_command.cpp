@@ -32,13 +32,13 @@ class CompareCommand : public Command {
     app.add_option("--latency-repeats", options_.speed.repeats, "timed passes of each model and kind")
         ->default_val(50)
         ->capture_default_str()
-        ->check(CLI::PositiveNumber);
+        ->check(kPositive);
     app.add_option("--latency-warmup", options_.speed.warmup, "untimed passes first (at least)")
         ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
+        ->check(kNonNegative);
     app.add_option("--latency-warmup-seconds", options_.speed.warmup_seconds, "least time spent in untimed passes")
         ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
+        ->check(kNonNegative);
     common_.add_to(app);
   }
 

@@ -30,7 +30,7 @@ class EvalCommand : public Command {
     app.add_option("-d,--data", data_, "labelled data file (TSV, CSV or JSONL)")->required();
     app.add_option("--teacher", teacher_, "teacher folder to compare the model with (agreement, KL)");
     app.add_option("--batch-size", batch_size_, "examples per forward pass")->capture_default_str()->check(
-        CLI::PositiveNumber);
+        kPositive);
     app.add_option("--out", out_, "also write the figures as JSON to this file");
     flags_.add_to(app);
     common_.add_to(app);

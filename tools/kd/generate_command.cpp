@@ -80,13 +80,13 @@ class GenerateCommand : public Command {
     app.add_flag("--chat", chat_, "wrap each prompt as one user turn of the model's (ChatML) chat template");
     app.add_option("-n,--max-new-tokens", o_.max_new_tokens, "tokens to generate at most")
         ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
+        ->check(kNonNegative);
     app.add_option("--temperature", o_.temperature, "0: greedy; > 0: sample from softmax(logits / T)")
         ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
+        ->check(kNonNegative);
     app.add_option("--top-k", o_.top_k, "sample among the k most likely tokens (0: all)")
         ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
+        ->check(kNonNegative);
     app.add_option("--top-p", o_.top_p, "sample among the most likely tokens whose mass reaches p (1: all)")
         ->capture_default_str()
         ->check(CLI::Range(0.0, 1.0));

@@ -27,7 +27,7 @@ class PredictCommand : public Command {
     app.add_option("-i,--input", input_, "text file, one example per line (default: stdin)");
     app.add_flag("--jsonl", jsonl_, "print one JSON object per line: text, label, probabilities");
     app.add_option("--batch-size", batch_size_, "lines per forward pass")->capture_default_str()->check(
-        CLI::PositiveNumber);
+        kPositive);
     common_.add_to(app);
   }
 

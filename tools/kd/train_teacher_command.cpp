@@ -31,7 +31,7 @@ class TrainTeacherCommand : public Command {
     run_.add_to(app, "train.lr=3e-5", "continue an interrupted run from <run_dir>/last");
     app.add_option("--stop-after", stop_after_, "stop after N optimizer steps with a resume checkpoint (0 = run to the end)")
         ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
+        ->check(kNonNegative);
     common_.add_to(app);
     precision_.add_to(app);
   }
