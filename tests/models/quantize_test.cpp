@@ -121,9 +121,14 @@ TEST(Int8RowsTest, EachElementIsWithinHalfItsRowsScale) {
     }
   }
   EXPECT_GE(q.values.min().item<int>(), -127);
-  // Quantizing what was dequantized gives the same int8 values: an int8 folder read back and packed again
-  // multiplies exactly its stored bytes.
+  // Quantizing what was dequantized gives the same int8 values and scales: an int8 folder read back and
+  // packed again multiplies exactly its stored bytes.
   EXPECT_TRUE(torch::equal(quantize_rows(back).values, q.values));
+  EXPECT_TRUE(torch::equal(quantize_rows(back).scales, q.scales));
+  torch::manual_seed(7);
+  const auto many = torch::rand({20000, 8}) * torch::logspace(-6, 3, 20000).view({-1, 1});  // 20,000 scales
+  const auto qm = quantize_rows(many);
+  EXPECT_TRUE(torch::equal(quantize_rows(dequantize_rows(qm)).scales, qm.scales));
   EXPECT_THROW(quantize_rows(torch::ones({4})), Error);
 }
 
@@ -239,9 +244,8 @@ void check_folder(TextClassifier& model, const fs::path& dir) {
 
   auto loaded = load_classifier(out.string());
   // The float model with every matrix (embedding tables too) rounded as the folder stores it, quantized in
-  // memory: the same int8 bytes. Its scales may differ from the loaded model's by a float rounding
-  // (recomputed from dequantized weights), which can move an activation's rounding: far below the int8
-  // tolerance, usually exactly 0.
+  // memory: the same int8 bytes and scales (quantize_rows takes scales that survive the round trip), so the
+  // same logits bit for bit.
   auto in_memory = load_classifier(src.string());
   {
     torch::NoGradGuard g;
@@ -251,8 +255,7 @@ void check_folder(TextClassifier& model, const fs::path& dir) {
   quantize_int8(in_memory->module());
   const auto b = padded_batch();
   const auto got = logits(*loaded, b), ref = logits(*in_memory, b);
-  const double range = (ref.max() - ref.min()).item<double>() + 1e-3;
-  EXPECT_LE((got - ref).abs().max().item<double>(), 1e-3 * range);
+  EXPECT_TRUE(torch::equal(got, ref)) << (got - ref).abs().max().item<double>();
   expect_int8_close(got, logits(*load_classifier(src.string()), b));
 
   test::expect_error<FormatError>([&] { write_int8_folder(*loaded, out.string(), (dir / "again").string(), false); },

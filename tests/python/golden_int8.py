@@ -18,6 +18,11 @@ from torch.nn.utils.rnn import pack_padded_sequence
 def kd_rows(w):
     s = w.abs().amax(1) / 127.0
     s = torch.where(s > 0, s, torch.ones_like(s))
+    for _ in range(4):  # the fixed point of s -> (127 s) / 127, as kd takes it
+        nxt = (s * 127.0) / 127.0
+        if torch.equal(nxt, s):
+            break
+        s = nxt
     q = torch.round(w / s.unsqueeze(1)).clamp(-127, 127).to(torch.int8)
     return torch._make_per_channel_quantized_tensor(q, s.double(), torch.zeros_like(s, dtype=torch.long), 0)
 

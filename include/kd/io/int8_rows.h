@@ -2,7 +2,8 @@
 // quantized model folder's model.safetensors) and in the int8 kernels (kd/models/int8_kernels.h), so
 // the bytes a folder stores are the bytes the kernels multiply.
 //
-// Row r of a float tensor w (rows, ...) becomes scale_r = max|w_r| / 127 and q = round(w / scale_r)
+// Row r of a float tensor w (rows, ...) becomes scale_r = max|w_r| / 127 (moved by at most a float
+// rounding to a value that quantizing the dequantized row reproduces) and q = round(w / scale_r)
 // clamped to [-127, 127] (zero point 0; -128 is never used, so negation is exact). A row of zeros gets
 // scale 1. The error of one element is at most scale_r / 2. For a Linear weight (out, in) a row is an
 // output channel, for an embedding table a token, for a Conv1d kernel (out, in, k) an output channel.
