@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <fstream>
 
 #include "kd/error.h"
 #include "kd/io/atomic_file.h"
@@ -170,6 +171,18 @@ CausalLm load_causal_lm(const std::string& path) {
   if (!fs::exists(status)) throw IoError(located(path, "no such file or folder"));
   if (fs::is_directory(status)) return load_folder(path);
   return load_gguf(path);
+}
+
+bool is_causal_lm_path(const std::string& path) {
+  if (fs::path(path).extension() == ".gguf") return true;
+  std::ifstream in(fs::path(path) / "config.json");
+  if (!in) return false;
+  try {
+    const auto config = nlohmann::json::parse(in);
+    return config.is_object() && config.value("model_type", "") == "llama";
+  } catch (const nlohmann::json::exception&) {
+    return false;
+  }
 }
 
 }  // namespace kd

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "kd/error.h"
+#include "kd/models/causal_lm.h"
 #include "kd/models/classifier_registry.h"
 #include "kd/serve/classify_service.h"
 #include "kd/serve/completion_service.h"
@@ -41,19 +42,7 @@ void ServeOptions::check() const {
   positive(static_cast<double>(completion_queue), "--completion-queue");
 }
 
-std::string model_kind(const std::string& path) {
-  if (fs::path(path).extension() == ".gguf") return "causal-lm";
-  std::ifstream in(fs::path(path) / "config.json");
-  if (in) {
-    try {
-      const auto config = nlohmann::json::parse(in);
-      if (config.is_object() && config.value("model_type", "") == "llama") return "causal-lm";
-    } catch (const nlohmann::json::exception&) {
-      // Not ours to judge here: load_classifier reports the folder's problem with its file name.
-    }
-  }
-  return "classifier";
-}
+std::string model_kind(const std::string& path) { return is_causal_lm_path(path) ? "causal-lm" : "classifier"; }
 
 namespace {
 

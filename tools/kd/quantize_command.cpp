@@ -7,7 +7,7 @@
 #include "command.h"
 #include "kd/error.h"
 #include "kd/eval/model_profile.h"
-#include "kd/io/atomic_file.h"
+#include "kd/models/causal_lm.h"
 #include "kd/models/classifier_registry.h"
 #include "kd/models/quantize.h"
 #include "kd/util/log.h"
@@ -17,19 +17,6 @@ namespace fs = std::filesystem;
 namespace kd::cli {
 
 namespace {
-
-// A causal LM folder or GGUF file gets a pointer to the command that quantizes it.
-void refuse_causal_lm(const std::string& model) {
-  const auto config = fs::path(model) / "config.json";
-  bool lm = fs::is_regular_file(model) && fs::path(model).extension() == ".gguf";
-  if (!lm && fs::exists(config) && !fs::exists(fs::path(model) / "kd.json")) {
-    const auto j = read_json(config.string());
-    lm = j.is_object() && j.value("model_type", std::string()) != "bert" && j.contains("model_type");
-  }
-  if (lm)
-    throw ConfigError(located("--model " + model, "kd quantize takes classifier folders; this is a causal LM",
-                              "use kd export --format gguf --type q8_0"));
-}
 
 class QuantizeCommand : public Command {
  public:
@@ -53,7 +40,9 @@ class QuantizeCommand : public Command {
     if (type_ != "int8") throw ConfigError(located("--type " + type_, "unknown quantization type", "known: int8"));
     if (!fs::is_directory(model_) && !fs::is_regular_file(model_))
       throw IoError(located("--model " + model_, "no such folder"));
-    refuse_causal_lm(model_);
+    if (is_causal_lm_path(model_))  // pointed to the command that quantizes it
+      throw ConfigError(located("--model " + model_, "kd quantize takes classifier folders; this is a causal LM",
+                                "use kd export --format gguf --type q8_0"));
     auto model = load_classifier(model_);
     const auto info = write_int8_folder(*model, model_, output_, overwrite_);
     std::cout << strf("wrote %s (int8 on the %s engine, %lld matrices: %.1f MB, from %.1f MB)\n", output_.c_str(),

@@ -24,6 +24,11 @@ struct CausalLm {
 // key or tensor for anything missing or inconsistent.
 CausalLm load_causal_lm(const std::string& path);
 
+// Whether `path` names a causal LM rather than a classifier: a *.gguf file, or a folder whose config.json
+// says model_type "llama". Reads nothing else and never throws (a malformed config.json reads as not an LM,
+// and the classifier loader then reports it).
+bool is_causal_lm_path(const std::string& path);
+
 // Writes `dir` as a Hugging Face LLaMA folder (float32 weights, config.json, tokenizer.json) that
 // load_causal_lm and transformers' LlamaForCausalLM / AutoTokenizer both read. Written into a
 // temporary folder next to `dir` and renamed, so a failure never leaves a half-written folder.
