@@ -16,7 +16,8 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 APT_PKGS=(build-essential cmake pkg-config git python3-venv libyaml-cpp-dev nlohmann-json3-dev
           libcli11-dev libutf8proc-dev libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev
           librsvg2-dev fonts-dejavu-core  # the PNG charts: librsvg + cairo, and a font for their text
-          libcpp-httplib-dev)             # kd serve: HTTP server and client
+          libcpp-httplib-dev              # kd serve: HTTP server and client
+          libgloo-dev)                    # headers the torch wheel's c10d Gloo header includes (data parallelism)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

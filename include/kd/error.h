@@ -50,6 +50,13 @@ class TrainError : public Error {
   int exit_code() const override { return 6; }
 };
 
+// A data-parallel group failed: a rank died or stopped answering, or the ranks disagree (config, world size).
+class DistributedError : public Error {
+ public:
+  using Error::Error;
+  int exit_code() const override { return 7; }
+};
+
 // Builds "where: what (hint: ...)"; `where` is a file, file:line, or file:key.
 std::string located(const std::string& where, const std::string& what, const std::string& hint = "");
 
