@@ -8,6 +8,7 @@
 #include "kd/data/bucket_batcher.h"
 #include "kd/error.h"
 #include "kd/knowledge/cache_file.h"
+#include "kd/train/data_parallel.h"
 #include "kd/util/progress_bar.h"
 
 namespace fs = std::filesystem;
@@ -43,9 +44,15 @@ CacheWriteResult write_knowledge_cache(const std::string& path, TextClassifier& 
   bo.shuffle = false;
   BucketBatcher batcher(data, bo, teacher.tokenizer().pad_id());
   LiveTeacher live(teacher);
-  torch::Tensor all = torch::empty({N, C}, torch::kFloat32);  // (N, C) in dataset order
-  ProgressBar bar("cache", (N + batch_size - 1) / batch_size, "batch", progress);
+  // In a data-parallel job each rank runs every world_size-th batch, and the parts are merged once.
+  DataParallel* const dp = data_parallel();
+  torch::Tensor all = dp ? torch::zeros({N, C}, torch::kFloat32) : torch::empty({N, C}, torch::kFloat32);  // (N, C) in dataset order
+  ProgressBar bar("cache", (N + batch_size - 1) / batch_size, "batch", progress && is_main_process());
   for (int64_t b = 0; b < N; b += batch_size) {
+    if (dp && (b / batch_size) % dp->world_size() != dp->rank()) {
+      bar.update();
+      continue;
+    }
     std::vector<int64_t> idx(order.begin() + b, order.begin() + std::min(N, b + batch_size));
     torch::Tensor logits = live.logits(batcher.collate(idx)).to(torch::kCPU);  // (B, C)
     if (logits.dim() != 2 || logits.size(1) != C)
@@ -55,6 +62,7 @@ CacheWriteResult write_knowledge_cache(const std::string& path, TextClassifier& 
     bar.update();
   }
   bar.finish();
+  if (dp) all = dp->sum(all);  // each row came from exactly one rank: the sum is the merge
 
   const torch::Tensor finite = torch::isfinite(all).all(1);  // (N)
   if (!finite.all().item<bool>()) {
@@ -93,8 +101,11 @@ CacheWriteResult write_knowledge_cache(const std::string& path, TextClassifier& 
   std::map<std::string, std::string> metadata = key.to_metadata();
   metadata["num_classes"] = std::to_string(C);
   metadata["num_rows"] = std::to_string(N);
-  write_cache_file(path, kFormat, tensors, std::move(metadata));
-  result.bytes = fs::file_size(path);
+  if (is_main_process()) {  // rank 0 writes; the others open the file once it is there
+    write_cache_file(path, kFormat, tensors, std::move(metadata));
+    result.bytes = fs::file_size(path);
+  }
+  if (dp) dp->barrier();
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }

@@ -30,6 +30,7 @@ std::unique_ptr<BertTextClassifier> BertTextClassifier::from_pretrained(const Be
   require_file(dir, "model.safetensors", "only safetensors weights are read");
   if (labels.size() < 2) throw DataError(located(o.path, "a classifier needs at least 2 labels"));
   BertOptions bo = BertOptions::from_config_json((dir / "config.json").string());
+  if (o.dropout >= 0) bo.hidden_dropout_prob = bo.attention_probs_dropout_prob = o.dropout;
   if (o.max_length > bo.max_position_embeddings || o.max_length < 3)
     throw ConfigError(located(o.path, "max_length " + std::to_string(o.max_length) + " out of range",
                               "between 3 and " + std::to_string(bo.max_position_embeddings)));

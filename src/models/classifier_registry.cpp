@@ -5,6 +5,7 @@
 #include "kd/io/atomic_file.h"
 #include "kd/models/bert_text_classifier.h"
 #include "kd/models/quantize.h"
+#include "kd/models/student_config.h"
 #include "kd/models/student_registry.h"
 
 namespace kd {
@@ -16,6 +17,7 @@ std::unique_ptr<TextClassifier> make_bert(ConfigNode& s, const LabelVocab& label
   o.path = s.require<std::string>("path");
   o.max_length = s.get<int64_t>("max_length", 128);
   o.classifier_dropout = s.get<double>("classifier_dropout", -1.0);
+  if (s.has("dropout")) o.dropout = dropout_setting(s, 0.1);
   return BertTextClassifier::from_pretrained(o, labels);
 }
 

@@ -14,6 +14,7 @@
 #include "kd/knowledge/knowledge_cache.h"
 #include "kd/models/classifier_registry.h"
 #include "kd/models/student_registry.h"
+#include "kd/train/data_parallel.h"
 #include "kd/train/distill_student.h"
 #include "kd/train/trainer_config.h"
 #include "kd/util/fault.h"
@@ -321,6 +322,10 @@ DistillSummary DistillPipeline::run() {
   auto& teacher = teacher_;
   const fs::path run(o.run_dir);
   fs::create_directories(run);
+  // Data-parallel (train/data_parallel.h): every rank trains every part on its slices and helps build the
+  // logits cache; rank 0 alone scores, writes results and reports.
+  DataParallel* const dp = data_parallel();
+  const bool main_rank = is_main_process();
 
   const LabelVocab& labels = teacher->labels();
   log_info("reading " + o.data.train);
@@ -370,7 +375,9 @@ DistillSummary DistillPipeline::run() {
   const fs::path teacher_eval = run / "teacher_eval.json";
   Score teacher_test, teacher_valid;
   nlohmann::json cached_eval = fs::exists(teacher_eval) ? read_json(teacher_eval.string()) : nlohmann::json();
-  if (cached_eval.contains("test") && cached_eval.contains("valid") &&
+  if (!main_rank) {
+    // the teacher's figures are rank 0's to measure and report
+  } else if (cached_eval.contains("test") && cached_eval.contains("valid") &&
       cached_eval["test"].value("source", "") == reported.source() &&
       cached_eval["valid"].value("source", "") == valid.source()) {
     teacher_test = Score::from_json(cached_eval["test"]);
@@ -405,11 +412,13 @@ DistillSummary DistillPipeline::run() {
         o.features,
         FeatureTermContext{make_student(student_section, *teacher)->encoder_shape(), teacher->encoder_shape()});
     const fs::path folder = o.cache_path.empty() ? run / "knowledge" : fs::path(o.cache_path).parent_path();
+    if (dp && !main_rank) dp->barrier();  // rank 0 builds the feature cache alone (bounded by --dist-timeout)
     knowledge = cached_features((folder / "features.safetensors").string(), *teacher,
                                 TextDataset(std::move(file_rows), splits.train_source),
                                 FeatureCacheKey::make(o.teacher_dir, *teacher, o.data.train, o.data.table,
                                                       terms->teacher_features(), o.features_fp16),
                                 {o.train.eval_batch_size, o.progress});
+    if (dp && main_rank) dp->barrier();
   } else if (o.loss.alpha.max() > 0) {
     if (o.cache) {
       const std::string path = o.cache_path.empty() ? (run / "knowledge" / "train.safetensors").string() : o.cache_path;
@@ -459,6 +468,10 @@ DistillSummary DistillPipeline::run() {
     // The chosen checkpoint on the reported rows: measured once, after training, and kept in result.json.
     auto with_test = [&](PartResult p) {
       if (p.test && p.test->source == reported.source()) return p;
+      if (!main_rank) {  // rank 0 scores and records; the other ranks only train
+        p.test = Score{};
+        return p;
+      }
       auto chosen = load_classifier((dir / "best").string());
       chosen->module().to(o.train.device);
       p.test = score(*chosen, reported, o.train.eval_batch_size, false);
@@ -602,6 +615,11 @@ DistillSummary DistillPipeline::run() {
     }
   }
 
+  if (!main_rank) {
+    summary.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return summary;
+  }
+
   // The deployable student: the best distilled seed's model folder (of the last stage).
   const fs::path best_dir = run / ("seed-" + std::to_string(best_seed)) / recipe.back().folder / "best";
   {
@@ -642,6 +660,7 @@ DistillSummary DistillPipeline::run() {
                      {"knowledge", o.cache ? "cached" : "live"},
                      {"features", features_},
                      {"device", o.train.device.str()},
+                     {"ranks", dp ? dp->world_size() : 1},
                      {"seeds", o.seeds},
                      {"epochs", o.train.epochs},
                      {"baseline_epochs", o.baseline_epochs > 0 ? o.baseline_epochs : o.train.epochs},

@@ -10,6 +10,7 @@
 #include "kd/eval/evaluate.h"
 #include "kd/io/atomic_file.h"
 #include "kd/io/safetensors.h"
+#include "kd/train/data_parallel.h"
 #include "kd/util/device.h"
 #include "kd/util/fault.h"
 #include "kd/util/log.h"
@@ -100,7 +101,9 @@ nlohmann::json to_json(const ResumeState& s, const TrainerOptions& o) {
                       {"best", s.best.to_json()}, {"loss_sum", s.loss_sum}, {"loss_count", s.loss_count},
                       // What must not change between a run and its resumption.
                       {"batch_size", o.batch_size}, {"grad_accum", o.grad_accum}, {"seed", o.seed},
-                      {"epochs", o.epochs}};
+                      {"epochs", o.epochs},
+                      // Ranks that wrote it: their random-number states are rng-rank<r>.pt beside rng.pt.
+                      {"world_size", data_parallel() ? data_parallel()->world_size() : 1}};
   return j;
 }
 
@@ -124,12 +127,17 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
   if (train.size() == 0) throw DataError(located(train.source(), "the training set is empty"));
   if (valid.size() == 0) throw DataError(located(valid.source(), "the validation set is empty"));
   const fs::path run(o.run_dir);
-  fs::create_directories(run);
+  // Data-parallel: every rank trains; rank 0 alone evaluates and writes (data_parallel.h).
+  DataParallel* const dp = data_parallel();
+  const bool main_rank = dp == nullptr || dp->is_main();
+  if (main_rank) fs::create_directories(run);
 
-  torch::manual_seed(static_cast<uint64_t>(o.seed));
+  // Each rank its own dropout stream; rank 0's (and one process's) is the seed's.
+  torch::manual_seed(static_cast<uint64_t>(o.seed) + static_cast<uint64_t>(dp ? dp->rank() : 0));
   auto& module = model_.module();
   // Before the optimizer is built, so that its state is created beside the parameters.
   if (module_device(module) != o.device) module.to(o.device);
+  if (dp) dp->broadcast_parameters(module);  // one starting point, whatever each rank drew
   module.train();
   // Dropout on a GPU draws from that device's generator; it is saved and restored beside the CPU's.
   const bool cuda = o.device.is_cuda();
@@ -167,10 +175,21 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
     state.loss_count = j.value("loss_count", int64_t{0});
     load_module_state(module, (last / "model.safetensors").string());
     torch::load(*optimizer, (last / "optimizer.pt").string(), o.device);
-    torch::Tensor rng;
-    torch::load(rng, (last / "rng.pt").string());
-    auto gen = at::detail::getDefaultCPUGenerator();
-    gen.set_state(rng);
+    // This rank's random-number state where the checkpoint has it (same number of ranks); with another
+    // number of ranks the data order is the same (the global batch is), only the dropout streams restart.
+    const int rank = dp ? dp->rank() : 0;
+    const int saved_ranks = j.value("world_size", 1);
+    const int ranks = dp ? dp->world_size() : 1;
+    const fs::path rng_file = last / (rank == 0 ? std::string("rng.pt") : "rng-rank" + std::to_string(rank) + ".pt");
+    if (saved_ranks == ranks && fs::exists(rng_file)) {
+      torch::Tensor rng;
+      torch::load(rng, rng_file.string());
+      auto gen = at::detail::getDefaultCPUGenerator();  // a handle: shares the process's state
+      gen.set_state(rng);
+    } else if (main_rank) {
+      log_warn(strf("the checkpoint was written by %d rank(s), this run has %d: same data order, new dropout streams",
+                    saved_ranks, ranks));
+    }
     if (cuda && fs::exists(last / "rng_cuda.pt")) {
       torch::Tensor cuda_rng;
       torch::load(cuda_rng, (last / "rng_cuda.pt").string());
@@ -183,17 +202,28 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
   }
 
   auto save_last = [&]() {
+    const auto rng_state = at::detail::getDefaultCPUGenerator().get_state();
+    std::vector<torch::Tensor> rank_states;
+    if (dp) rank_states = dp->all_gather(rng_state);  // every rank takes part; rank 0 writes them
+    if (!main_rank) return;
     StagedDir dir(last);
     save_module_state(module, dir.file("model.safetensors"));
     fault_point("checkpoint");
     torch_save_file(*optimizer, dir.file("optimizer.pt"));
-    torch_save_file(at::detail::getDefaultCPUGenerator().get_state(), dir.file("rng.pt"));
+    torch_save_file(rng_state, dir.file("rng.pt"));
+    for (size_t r = 1; r < rank_states.size(); ++r)
+      torch_save_file(rank_states[r], dir.file("rng-rank" + std::to_string(r) + ".pt"));
     if (cuda) torch_save_file(at::globalContext().defaultGenerator(o.device).get_state(), dir.file("rng_cuda.pt"));
     write_json_atomic(dir.file("trainer_state.json"), to_json(state, o));
     dir.commit();
   };
 
   auto run_eval = [&](double epoch) {
+    if (!main_rank) {  // the other ranks wait for it in their next collective
+      state.loss_sum = 0;
+      state.loss_count = 0;
+      return;
+    }
     auto ev = evaluate(model_, valid, o.eval_batch_size);
     EvalRecord r;
     r.step = state.step;
@@ -221,16 +251,19 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
   };
 
   std::vector<double> result_steps;
-  log_info(strf("training: %zu examples, %lld batches/epoch, %lld optimizer steps, %d threads, device %s",
+  log_info(strf("training: %zu examples, %lld batches/epoch, %lld optimizer steps, %d threads, device %s%s",
                 train.size(), static_cast<long long>(batches_per_epoch), static_cast<long long>(total_steps),
-                torch::get_num_threads(), o.device.str().c_str()));
+                torch::get_num_threads(), o.device.str().c_str(),
+                dp ? strf(", %d ranks (each a slice of every batch of %lld)", dp->world_size(),
+                          static_cast<long long>(o.batch_size)).c_str()
+                   : ""));
   bool stopped = false;
   int64_t nonfinite_steps = 0;  // skipped in this process (a resumed run starts its allowance afresh)
   bool skip_window = false;     // the current optimizer step's window had a non-finite loss or gradient
   for (; state.epoch < o.epochs; ++state.epoch, state.next_batch = 0) {
     const auto plan = batcher.epoch_plan(state.epoch);
     ProgressBar bar("epoch " + std::to_string(state.epoch + 1) + "/" + std::to_string(o.epochs), batches_per_epoch,
-                    "batch", o.progress);
+                    "batch", o.progress && main_rank);
     bar.set_position(state.next_batch);
     auto seg_start = std::chrono::steady_clock::now();
     double loss_avg = 0;
@@ -240,17 +273,31 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
         step_start = std::chrono::steady_clock::now();
         if (o.training_progress) o.training_progress->fraction = static_cast<double>(state.step) / static_cast<double>(total_steps);
       }
-      Batch batch = batcher.collate(plan[static_cast<size_t>(b)]);
-      if (cuda) batch = batch.to(o.device);
-      // Forward and loss under autocast when the precision is bf16; the backward pass outside it.
-      ModelOutput output;
-      torch::Tensor loss;
-      {
-        AutocastScope autocast(o.device);
-        output = float32_output(model_.forward(batch));
-        loss = loss_(output, batch).to(torch::kFloat32);
+      // With ranks, this rank's slice of the global batch, its mean loss weighted by its share of the rows:
+      // the weighted losses sum to the global batch's mean, and so do the summed gradients.
+      const auto& rows = plan[static_cast<size_t>(b)];
+      std::vector<int64_t> slice = rows;
+      double share = 1.0;
+      if (dp) {
+        const auto [first, end] = dp->shard(static_cast<int64_t>(rows.size()));
+        slice.assign(rows.begin() + first, rows.begin() + end);
+        share = static_cast<double>(slice.size()) / static_cast<double>(rows.size());
       }
-      const double value = loss.item<double>();
+      torch::Tensor loss;
+      if (!slice.empty()) {
+        Batch batch = batcher.collate(slice);
+        if (cuda) batch = batch.to(o.device);
+        // Forward and loss under autocast when the precision is bf16; the backward pass outside it.
+        ModelOutput output;
+        {
+          AutocastScope autocast(o.device);
+          output = float32_output(model_.forward(batch));
+          loss = loss_(output, batch).to(torch::kFloat32);
+        }
+        if (dp) loss = loss * share;
+      }
+      // Every rank sees the same global value, so that all skip (or apply) the same steps.
+      const double value = dp ? dp->sum(loss.defined() ? loss.item<double>() : 0.0) : loss.item<double>();
       // A NaN or Inf loss or gradient skips its optimizer step (the window's gradients are dropped, the step
       // is counted so that the schedule and checkpoints keep their places); past the allowance the run stops.
       auto non_finite = [&](const std::string& what, double v) {
@@ -268,7 +315,7 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
         skip_window = true;
       };
       if (std::isfinite(value)) {
-        (o.grad_accum > 1 ? loss / static_cast<double>(o.grad_accum) : loss).backward();
+        if (loss.defined()) (o.grad_accum > 1 ? loss / static_cast<double>(o.grad_accum) : loss).backward();
         loss_avg = b == state.next_batch ? value : 0.98 * loss_avg + 0.02 * value;
         state.loss_sum += value;
         ++state.loss_count;
@@ -277,6 +324,7 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
       }
       const bool boundary = (b + 1) % o.grad_accum == 0 || b + 1 == batches_per_epoch;
       if (boundary) {
+        if (dp && !skip_window) dp->allreduce_gradients(module);
         if (o.optim.clip_norm > 0 && !skip_window) {
           const double norm =
               torch::nn::utils::clip_grad_norm_(module.parameters(), o.optim.clip_norm);
@@ -329,6 +377,8 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
     if (stopped) break;
     bar.finish();
   }
+
+  if (dp) dp->barrier();  // rank 0's last evaluation and checkpoint are written when fit returns on any rank
 
   TrainResult result;
   result.history = state.history;

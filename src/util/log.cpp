@@ -11,7 +11,10 @@ namespace kd {
 
 namespace {
 std::atomic<int> g_level{static_cast<int>(LogLevel::Info)};
+std::string g_prefix;  // set once at start-up, before any thread logs
 }
+
+void set_log_prefix(const std::string& prefix) { g_prefix = prefix; }
 
 void set_log_level(LogLevel level) { g_level = static_cast<int>(level); }
 
@@ -42,7 +45,7 @@ void log(LogLevel level, const std::string& message) {
   char stamp[16];
   std::strftime(stamp, sizeof stamp, "%H:%M:%S", std::localtime(&t));
   static const char* names[] = {"debug", "info", "warn", "error"};
-  std::fprintf(stderr, "[%s %s] %s\n", stamp, names[static_cast<int>(level)], message.c_str());
+  std::fprintf(stderr, "[%s %s] %s%s\n", stamp, names[static_cast<int>(level)], g_prefix.c_str(), message.c_str());
 }
 
 }  // namespace kd

@@ -21,6 +21,8 @@ class Command {
   virtual std::string help() const = 0;
   virtual void add_options(CLI::App& app) = 0;
   virtual int run() = 0;
+  // Whether it runs as one rank of a torchrun job (kd/train/data_parallel.h); the others refuse WORLD_SIZE > 1.
+  virtual bool data_parallel() const { return false; }
 };
 
 // Checks for numeric flags. CLI11's PositiveNumber and NonNegativeNumber report "Value 0 not in range
@@ -52,6 +54,19 @@ struct CommonOptions {
   torch::Device resolve_device() const;
   // For the commands that run on the CPU only: a ConfigError naming the command unless --device is cpu.
   void require_cpu(const std::string& command) const;
+};
+
+// The data-parallel group of the commands that train (train-teacher, distill): joined when torchrun's
+// WORLD_SIZE > 1 (kd/train/data_parallel.h), with --dist-timeout bounding every wait on another rank.
+struct DistributedOptions {
+  double timeout_s = 600;
+  void add_to(CLI::App& app);
+  // Joins the group the launcher's variables describe, if any (then set process-wide, data_parallel());
+  // returns the device this rank uses: with --device cuda, cuda:LOCAL_RANK.
+  torch::Device join(const torch::Device& device) const;
+  // Rank 0 publishes `resolved` (the config, plus the command and its flags), the others compare: ranks
+  // started differently stop with the first differing key. Nothing in one process.
+  static void check_same_start(const std::string& command, const std::string& resolved, const std::string& flags);
 };
 
 // --precision for the commands whose forward passes may run in bf16 (kd/util/precision.h).

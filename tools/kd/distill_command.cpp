@@ -5,6 +5,7 @@
 #include "command.h"
 #include "run_folder_flags.h"
 #include "kd/io/atomic_file.h"
+#include "kd/train/data_parallel.h"
 #include "kd/train/distill_pipeline.h"
 #include "kd/util/log.h"
 
@@ -25,11 +26,14 @@ class DistillCommand : public Command {
     run_.add_to(app, "distill.temperature=4", "continue an interrupted run: finished parts are kept");
     common_.add_to(app);
     precision_.add_to(app);
+    dist_.add_to(app);
   }
+
+  bool data_parallel() const override { return true; }
 
   int run() override {
     common_.apply();
-    const torch::Device device = common_.resolve_device();  // before anything is read or written
+    const torch::Device device = dist_.join(common_.resolve_device());  // before anything is read or written
     precision_.apply(device);
     Config config = run_.load();
     // Loads the teacher, checks the student's sizes and that every key was understood: nothing is
@@ -39,12 +43,18 @@ class DistillCommand : public Command {
 
     const fs::path run(options.run_dir);
     const bool has_run = fs::exists(run / "config.yaml");
-    run_.prepare(run, has_run, distill_outputs());
-    if (run_.resume && has_run) check_resume_config((run / "config.yaml").string(), config, distill_resumable_keys());
-    fs::create_directories(run);
-    write_file_atomic((run / "config.yaml").string(), config.resolved_yaml());
+    const bool main_rank = is_main_process();  // with torchrun, rank 0 alone writes the run folder
+    if (main_rank) run_.prepare(run, has_run, distill_outputs());
+    DistributedOptions::check_same_start(name(), config.resolved_yaml(),
+                                         strf("resume=%d overwrite=%d", run_.resume, run_.overwrite));
+    if (main_rank) {
+      if (run_.resume && has_run) check_resume_config((run / "config.yaml").string(), config, distill_resumable_keys());
+      fs::create_directories(run);
+      write_file_atomic((run / "config.yaml").string(), config.resolved_yaml());
+    }
 
     const DistillSummary s = pipeline->run();
+    if (!main_rank) return 0;
     log_info(strf("done in %.1f min: report in %s/report.md, deployable student in %s", s.wall_seconds / 60.0,
                   options.run_dir.c_str(), s.student_dir.c_str()));
     return 0;
@@ -54,6 +64,7 @@ class DistillCommand : public Command {
   RunFolderFlags run_;
   CommonOptions common_;
   PrecisionOptions precision_;
+  DistributedOptions dist_;
 };
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include "command.h"
 #include "kd/error.h"
+#include "kd/train/data_parallel.h"
 #include "kd/util/device.h"
 #include "kd/util/log.h"
 
@@ -29,6 +30,34 @@ torch::Device CommonOptions::resolve_device() const { return parse_device(device
 void CommonOptions::require_cpu(const std::string& command) const {
   if (!parse_device_name(device).is_cpu())
     throw ConfigError(located("--device " + device, "kd " + command + " runs on the CPU only", "use --device cpu"));
+}
+
+void DistributedOptions::add_to(CLI::App& app) {
+  app.add_option("--dist-timeout", timeout_s,
+                 "with torchrun: seconds a rank waits for the others (joining, each collective) before it stops "
+                 "with an error")
+      ->capture_default_str()
+      ->check(kPositive);
+}
+
+torch::Device DistributedOptions::join(const torch::Device& device) const {
+  const WorldEnv env = WorldEnv::from_environment();
+  if (!env.distributed()) return device;
+  const torch::Device mine = device.is_cuda() && !device.has_index()
+                                 ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank))
+                                 : device;
+  set_data_parallel(std::make_unique<DataParallel>(
+      env, mine, std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000))));
+  if (env.rank != 0) {  // rank 0 tells the story; the others speak only of trouble, and say who they are
+    set_log_prefix("rank " + std::to_string(env.rank) + ": ");
+    set_log_level(LogLevel::Warn);
+  }
+  return mine;
+}
+
+void DistributedOptions::check_same_start(const std::string& command, const std::string& resolved,
+                                          const std::string& flags) {
+  if (auto* dp = data_parallel()) dp->check_same_config(resolved + "kd_command: " + command + "\nkd_flags: '" + flags + "'\n");
 }
 
 void PrecisionOptions::add_to(CLI::App& app) {
@@ -94,11 +123,20 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   try {
-    for (auto& [sub, cmd] : subs)
-      if (sub->parsed()) return cmd->run();
+    for (auto& [sub, cmd] : subs) {
+      if (!sub->parsed()) continue;
+      if (!cmd->data_parallel() && kd::WorldEnv::from_environment().distributed())
+        throw kd::ConfigError(kd::located("environment variable WORLD_SIZE", "kd " + cmd->name() +
+                                              " does not run data-parallel",
+                                          "start it without torchrun (train-teacher and distill do)"));
+      return cmd->run();
+    }
   } catch (const kd::Error& e) {
     std::cerr << "kd: error: " << e.what() << "\n";
-    return e.exit_code();
+    const int code = e.exit_code();
+    // Gloo's destructor waits on peers that may be gone: a failed rank leaves without running it.
+    if (kd::data_parallel()) std::_Exit(code);
+    return code;
   } catch (const c10::Error& e) {
     std::cerr << "kd: error: " << e.what_without_backtrace() << "\n";
     return 10;

@@ -10,6 +10,7 @@
 #include "kd/eval/evaluate.h"
 #include "kd/io/atomic_file.h"
 #include "kd/models/classifier_registry.h"
+#include "kd/train/data_parallel.h"
 #include "kd/train/trainer_config.h"
 #include "kd/util/fault.h"
 #include "kd/util/log.h"
@@ -34,12 +35,16 @@ class TrainTeacherCommand : public Command {
         ->check(kNonNegative);
     common_.add_to(app);
     precision_.add_to(app);
+    dist_.add_to(app);
   }
+
+  bool data_parallel() const override { return true; }
 
   int run() override {
     common_.apply();
-    const torch::Device device = common_.resolve_device();  // before anything is read or written
+    const torch::Device device = dist_.join(common_.resolve_device());  // before anything is read or written
     precision_.apply(device);
+    const bool main_rank = is_main_process();  // with torchrun, rank 0 alone writes the run folder
     Config config = run_.load();
     auto root = config.root();
     const std::string run_dir = root.get_nonempty("run_dir", "runs/teacher");
@@ -55,7 +60,10 @@ class TrainTeacherCommand : public Command {
     (void)teacher_registry().get(model_section.get<std::string>("type", "bert"), model_section.where("type"));
 
     const fs::path run(run_dir);
-    run_.prepare(run, fs::exists(run / "last"), {"last", "best", "metrics.json", "summary.json"});
+    if (main_rank) run_.prepare(run, fs::exists(run / "last"), {"last", "best", "metrics.json", "summary.json"});
+    DistributedOptions::check_same_start(name(), config.resolved_yaml(),
+                                         strf("resume=%d overwrite=%d stop_after=%lld", run_.resume, run_.overwrite,
+                                              static_cast<long long>(stop_after_)));
 
     log_info("reading " + data.train);
     DataSplits splits = read_splits(data);
@@ -66,10 +74,12 @@ class TrainTeacherCommand : public Command {
 
     auto teacher = make_teacher(model_section, labels);
     config.check_all_used();
-    if (run_.resume && fs::exists(run / "config.yaml"))
-      check_resume_config((run / "config.yaml").string(), config, {"run_dir", "train.eval_batch_size"});
-    fs::create_directories(run);
-    write_file_atomic((run / "config.yaml").string(), config.resolved_yaml());
+    if (main_rank) {
+      if (run_.resume && fs::exists(run / "config.yaml"))
+        check_resume_config((run / "config.yaml").string(), config, {"run_dir", "train.eval_batch_size"});
+      fs::create_directories(run);
+      write_file_atomic((run / "config.yaml").string(), config.resolved_yaml());
+    }
 
     log_info(strf("tokenizing %zu train and %zu valid rows (max_length %lld)", splits.train.size(),
                   splits.valid.size(), static_cast<long long>(teacher->max_length())));
@@ -79,6 +89,7 @@ class TrainTeacherCommand : public Command {
 
     Trainer trainer(*teacher, options, classification_loss);
     const TrainResult result = trainer.fit(train, valid);
+    if (!main_rank) return 0;  // rank 0 scores the chosen checkpoint and writes the summary
     if (result.stopped_early) {
       log_info(strf("stopped after %lld steps as asked; continue with --resume", static_cast<long long>(result.steps)));
       return 0;
@@ -97,6 +108,7 @@ class TrainTeacherCommand : public Command {
         {"cpu", cpu_model_name()},
         {"threads", torch::get_num_threads()},
         {"device", device.str()},
+        {"ranks", kd::data_parallel() ? kd::data_parallel()->world_size() : 1},
         {"labels", labels.labels()},
         {"train_rows", train.size()},
         {"valid_rows", valid.size()},
@@ -124,6 +136,7 @@ class TrainTeacherCommand : public Command {
   int64_t stop_after_ = 0;
   CommonOptions common_;
   PrecisionOptions precision_;
+  DistributedOptions dist_;
 };
 
 }  // namespace

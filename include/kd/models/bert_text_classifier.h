@@ -17,6 +17,7 @@ struct BertTextClassifierOptions {
   std::string path;                // Hugging Face checkpoint folder (pretrained encoder or fine-tuned)
   int64_t max_length = 128;        // tokens per example after truncation
   double classifier_dropout = -1;  // < 0: the encoder's hidden_dropout_prob
+  double dropout = -1;             // >= 0: the encoder's hidden and attention dropout instead of the checkpoint's
 };
 
 class BertTextClassifier : public TextClassifier {

@@ -11,6 +11,9 @@ enum class LogLevel { Debug = 0, Info = 1, Warn = 2, Error = 3 };
 void set_log_level(LogLevel level);
 LogLevel parse_log_level(const std::string& name);  // "debug", "info", "warn", "error"
 
+// Put before every message of this process (kd's data-parallel ranks other than 0: "rank 1: ").
+void set_log_prefix(const std::string& prefix);
+
 // printf-style formatting into a std::string.
 std::string strf(const char* format, ...) __attribute__((format(printf, 1, 2)));
 
