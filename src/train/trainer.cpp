@@ -11,6 +11,7 @@
 #include "kd/io/atomic_file.h"
 #include "kd/io/safetensors.h"
 #include "kd/train/data_parallel.h"
+#include "kd/train/train_step.h"
 #include "kd/util/device.h"
 #include "kd/util/fault.h"
 #include "kd/util/log.h"
@@ -64,6 +65,11 @@ void torch_save_file(const T& value, const std::string& path) {
 }
 
 }  // namespace
+
+void save_optimizer_file(const torch::optim::Optimizer& optimizer, const std::string& path) {
+  torch_save_file(optimizer, path);
+}
+void save_tensor_file(const torch::Tensor& tensor, const std::string& path) { torch_save_file(tensor, path); }
 
 void load_module_state(torch::nn::Module& module, const std::string& path) {
   SafeTensorsFile file(path);
@@ -257,6 +263,7 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
                 dp ? strf(", %d ranks (each a slice of every batch of %lld)", dp->world_size(),
                           static_cast<long long>(o.batch_size)).c_str()
                    : ""));
+  TrainStep step_core(module);
   bool stopped = false;
   int64_t nonfinite_steps = 0;  // skipped in this process (a resumed run starts its allowance afresh)
   bool skip_window = false;     // the current optimizer step's window had a non-finite loss or gradient
@@ -273,19 +280,12 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
         step_start = std::chrono::steady_clock::now();
         if (o.training_progress) o.training_progress->fraction = static_cast<double>(state.step) / static_cast<double>(total_steps);
       }
-      // With ranks, this rank's slice of the global batch, its mean loss weighted by its share of the rows:
-      // the weighted losses sum to the global batch's mean, and so do the summed gradients.
+      // With ranks, this rank's slice of the global batch (train_step.h); in one process, all of it.
       const auto& rows = plan[static_cast<size_t>(b)];
-      std::vector<int64_t> slice = rows;
-      double share = 1.0;
-      if (dp) {
-        const auto [first, end] = dp->shard(static_cast<int64_t>(rows.size()));
-        slice.assign(rows.begin() + first, rows.begin() + end);
-        share = static_cast<double>(slice.size()) / static_cast<double>(rows.size());
-      }
-      torch::Tensor loss;
-      if (!slice.empty()) {
-        Batch batch = batcher.collate(slice);
+      const RowSlice part = step_core.slice(static_cast<int64_t>(rows.size()));
+      torch::Tensor loss;  // this rank's mean loss; undefined when its slice is empty
+      if (!part.empty()) {
+        Batch batch = batcher.collate(std::vector<int64_t>(rows.begin() + part.first, rows.begin() + part.end));
         if (cuda) batch = batch.to(o.device);
         // Forward and loss under autocast when the precision is bf16; the backward pass outside it.
         ModelOutput output;
@@ -294,10 +294,10 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
           output = float32_output(model_.forward(batch));
           loss = loss_(output, batch).to(torch::kFloat32);
         }
-        if (dp) loss = loss * share;
       }
-      // Every rank sees the same global value, so that all skip (or apply) the same steps.
-      const double value = dp ? dp->sum(loss.defined() ? loss.item<double>() : 0.0) : loss.item<double>();
+      // The global batch's loss, the same on every rank, so that all skip (or apply) the same steps;
+      // backpropagated only when finite.
+      const double value = step_core.backward(loss, part, o.grad_accum);
       // A NaN or Inf loss or gradient skips its optimizer step (the window's gradients are dropped, the step
       // is counted so that the schedule and checkpoints keep their places); past the allowance the run stops.
       auto non_finite = [&](const std::string& what, double v) {
@@ -315,7 +315,6 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
         skip_window = true;
       };
       if (std::isfinite(value)) {
-        if (loss.defined()) (o.grad_accum > 1 ? loss / static_cast<double>(o.grad_accum) : loss).backward();
         loss_avg = b == state.next_batch ? value : 0.98 * loss_avg + 0.02 * value;
         state.loss_sum += value;
         ++state.loss_count;
@@ -324,10 +323,8 @@ TrainResult Trainer::fit(const TextDataset& train, const TextDataset& valid) {
       }
       const bool boundary = (b + 1) % o.grad_accum == 0 || b + 1 == batches_per_epoch;
       if (boundary) {
-        if (dp && !skip_window) dp->allreduce_gradients(module);
-        if (o.optim.clip_norm > 0 && !skip_window) {
-          const double norm =
-              torch::nn::utils::clip_grad_norm_(module.parameters(), o.optim.clip_norm);
+        if (!skip_window) {  // the gradients summed across ranks, then clipped
+          const double norm = step_core.reduce_and_clip(o.optim.clip_norm);
           if (!std::isfinite(norm)) non_finite("gradient norm", norm);
         }
         schedule.apply(*optimizer, state.step);

@@ -97,5 +97,9 @@ torch::Tensor classification_loss(const ModelOutput& output, const Batch& batch)
 // Parameters and buffers of `module` to/from a safetensors file, names as in named_parameters().
 void save_module_state(const torch::nn::Module& module, const std::string& path);
 void load_module_state(torch::nn::Module& module, const std::string& path);
+// torch::save of an optimizer's state or a tensor, serialised in memory and written by write_file_atomic, so
+// that a full disk is an IoError naming the file (torch::save straight to a file aborts the process).
+void save_optimizer_file(const torch::optim::Optimizer& optimizer, const std::string& path);
+void save_tensor_file(const torch::Tensor& tensor, const std::string& path);
 
 }  // namespace kd
