@@ -11,6 +11,7 @@
 #include "kd/io/atomic_file.h"
 #include "kd/knowledge/lm_topk_cache.h"
 #include "kd/models/causal_lm.h"
+#include "kd/train/data_parallel.h"
 #include "kd/train/lm_trainer.h"
 #include "kd/util/log.h"
 
@@ -52,11 +53,16 @@ LmReportModel train_or_resume(const std::string& name, const std::string& folder
   log_info(strf("training the %s (%lld layers, %lld windows of %lld tokens, %lld epochs)", name.c_str(),
                 static_cast<long long>(student->options().num_layers), static_cast<long long>(setup.windows.size(0)),
                 static_cast<long long>(setup.windows.size(1)), static_cast<long long>(o.epochs)));
+  setup.checkpoint_dir = (run / (folder + "_last")).string();
   const auto r = train_lm_student(student, setup);
   m.curve = r.curve;
   m.train_seconds = r.seconds;
-  save_causal_lm(student, teacher.tokenizer, dir);
-  write_json_atomic(log, m.to_json());
+  if (is_main_process()) {  // with ranks, rank 0 saves; the others hold the same weights
+    save_causal_lm(student, teacher.tokenizer, dir);
+    write_json_atomic(log, m.to_json());
+    fs::remove_all(setup.checkpoint_dir);  // the saved student supersedes its resume checkpoint
+  }
+  if (auto* dp = data_parallel()) dp->barrier();  // the student is on disk before any rank goes on
   return m;
 }
 
@@ -108,7 +114,7 @@ std::vector<std::string> lm_selection_warnings(const LmDistillOptions& o, const 
 }
 
 const std::vector<std::string>& lm_distill_outputs() {
-  static const std::vector<std::string> names = {"config.yaml", "student",   "baseline",    "*_train.json", "teacher_cache",
+  static const std::vector<std::string> names = {"config.yaml", "student",   "baseline",    "*_train.json", "*_last", "teacher_cache",
                                                  "report.json", "report.md", "curves.svg", "curves.png"};
   return names;
 }
@@ -163,7 +169,14 @@ LmDistillSummary run_lm_distill(const LmDistillOptions& o) {
     const std::string path = (run / "teacher_cache" / "topk.kdlm").string();
     const auto key = make_lm_cache_key(o.teacher, teacher.model, teacher.tokenizer, windows, o.top_k,
                                        o.divergence.temperature);
-    if (!fs::exists(path)) LmTopkCache::write(path, teacher.model, windows, key, o.eval_batch_size, o.chunk, o.progress);
+    // With ranks, rank 0 builds it while the others wait (bounded by --dist-timeout).
+    DataParallel* const dp = data_parallel();
+    const bool build = !fs::exists(path);
+    if (dp && dp->sum(build ? 1.0 : 0.0) != 0.0 && !build)
+      throw IoError(located(path, "some ranks see the top-k cache and some do not", "give every rank the same run folder"));
+    if (build && is_main_process())
+      LmTopkCache::write(path, teacher.model, windows, key, o.eval_batch_size, o.chunk, o.progress);
+    if (dp && build) dp->barrier();
     cache = std::make_shared<LmTopkCache>(LmTopkCache::open(path, key));
     setup.cached = [cache](const torch::Tensor& idx) { return cache->targets(idx); };
   }
@@ -177,6 +190,12 @@ LmDistillSummary run_lm_distill(const LmDistillOptions& o) {
     b.baseline = true;
     b.cached = nullptr;
     report.baseline = train_or_resume("baseline student", "baseline", o, b, teacher, baseline);
+  }
+
+  if (!is_main_process()) {  // the students are trained and saved: evaluation and the report are rank 0's
+    LmDistillSummary s;
+    s.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return s;
   }
 
   // Evaluation: perplexity on the evaluation text and batch-1 speed, the same way for all three.
@@ -227,6 +246,7 @@ LmDistillSummary run_lm_distill(const LmDistillOptions& o) {
   report.targets = o.targets;
   report.warnings = selection_warnings;
   report.settings = {{"mode", o.mode},
+                     {"ranks", data_parallel() ? data_parallel()->world_size() : 1},
                      {"divergence", divergence_name(o.divergence.kind)},
                      {"temperature", o.divergence.temperature},
                      {"mix", o.divergence.mix},

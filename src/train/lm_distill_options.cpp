@@ -58,6 +58,7 @@ LmDistillOptions LmDistillOptions::from(ConfigNode root) {
   o.freeze_embeddings = t.get<bool>("freeze_embeddings", o.freeze_embeddings);
   o.curve_points = t.get<int64_t>("curve_points", o.curve_points);
   o.curve_eval_tokens = t.get<int64_t>("curve_eval_tokens", o.curve_eval_tokens);
+  o.checkpoint_every = t.get<int64_t>("checkpoint_every", o.checkpoint_every);
   o.baseline = root.get<bool>("baseline", o.baseline);
 
   auto e = root.child("eval");
@@ -92,6 +93,9 @@ void LmDistillOptions::validate() const {
   if (seq_len < 2) throw ConfigError(located("data.seq_len", "must be at least 2"));
   positive(batch_size, "train.batch_size");
   positive(epochs, "train.epochs");
+  if (checkpoint_every < 0)
+    throw ConfigError(located("train.checkpoint_every", "must be >= 0 (0 = no resume checkpoints), got " +
+                                                             std::to_string(checkpoint_every)));
   positive(eval_batch_size, "eval.batch_size");
   if (!(optim.lr > 0)) throw ConfigError(located("train.lr", "must be > 0"));
   if (train_tokens < 0 || eval_tokens < 0) throw ConfigError(located("data.train_tokens", "must not be negative"));

@@ -6,6 +6,7 @@
 #include "command.h"
 #include "run_folder_flags.h"
 #include "kd/io/atomic_file.h"
+#include "kd/train/data_parallel.h"
 #include "kd/train/lm_distill.h"
 #include "kd/util/log.h"
 
@@ -25,11 +26,16 @@ class DistillLmCommand : public Command {
   void add_options(CLI::App& app) override {
     run_.add_to(app, "distill.divergence=rkl", "continue an interrupted run: trained students are kept");
     common_.add_to(app);
+    dist_.add_to(app);
   }
+
+  bool data_parallel() const override { return true; }
 
   int run() override {
     common_.apply();
     common_.require_cpu(name());
+    dist_.join(torch::kCPU);
+    const bool main_rank = is_main_process();  // with torchrun, rank 0 alone writes the run folder
     Config config = run_.load();
     LmDistillOptions options = LmDistillOptions::from(config.root());
     config.check_all_used();
@@ -38,13 +44,18 @@ class DistillLmCommand : public Command {
 
     const fs::path run(options.run_dir);
     const bool has_run = fs::exists(run / "config.yaml");
-    run_.prepare(run, has_run, lm_distill_outputs());
-    // A resumed run may change its folder's name and its report's targets, nothing that shaped a student.
-    if (run_.resume && has_run) check_resume_config((run / "config.yaml").string(), config, {"run_dir", "report"});
-    fs::create_directories(run);
-    write_file_atomic((run / "config.yaml").string(), config.resolved_yaml());
+    if (main_rank) run_.prepare(run, has_run, lm_distill_outputs());
+    DistributedOptions::check_same_start(name(), config.resolved_yaml(),
+                                         strf("resume=%d overwrite=%d", run_.resume, run_.overwrite));
+    if (main_rank) {
+      // A resumed run may change its folder's name and its report's targets, nothing that shaped a student.
+      if (run_.resume && has_run) check_resume_config((run / "config.yaml").string(), config, {"run_dir", "report"});
+      fs::create_directories(run);
+      write_file_atomic((run / "config.yaml").string(), config.resolved_yaml());
+    }
 
     const LmDistillSummary s = run_lm_distill(options);
+    if (!main_rank) return 0;
     log_info(strf("done in %.1f min: perplexity teacher %.2f, student %.2f, baseline %.2f; generation speed-up %.2fx; "
                   "report in %s/report.md",
                   s.wall_seconds / 60.0, s.teacher_perplexity, s.student_perplexity, s.baseline_perplexity,
@@ -61,6 +72,7 @@ class DistillLmCommand : public Command {
  private:
   RunFolderFlags run_;
   CommonOptions common_;
+  DistributedOptions dist_;
 };
 
 }  // namespace

@@ -18,8 +18,13 @@
 // report names the slice (file, token range) and warns when it lies in the evaluation file.
 //
 // Run folder: config.yaml (resolved), student/ and baseline/ (causal_lm.h folders), *_train.json
-// (curves, so a finished student is not trained again on restart), teacher_cache/ (top-k cache),
-// report.json, report.md, curves.svg (lm_distill_outputs()).
+// (curves, so a finished student is not trained again on restart), student_last/ and baseline_last/ (the
+// resume checkpoint of a student in training), teacher_cache/ (top-k cache), report.json, report.md,
+// curves.svg (lm_distill_outputs()).
+//
+// Data-parallel under torchrun (train/data_parallel.h): train.batch_size windows is the global batch, each
+// rank trains on its slice of it; rank 0 alone builds the top-k cache (the others wait), evaluates, writes
+// checkpoints, students and the report.
 #pragma once
 
 #include <cstdint>
@@ -81,6 +86,9 @@ struct LmDistillOptions {
   int64_t curve_eval_tokens = 4096;  // held-out slice for the curve (0: none): the start of valid_file,
                                      // else the tokens of train_file after its first train_tokens
 
+  // Optimizer steps between resume checkpoints (<run>/<student>_last/, removed once the student is saved), so
+  // that a killed run continues where it was with --resume; 0: none (a killed run starts that student over).
+  int64_t checkpoint_every = 100;
   bool baseline = true;
   int64_t eval_batch_size = 4;
   int64_t speed_prompt_tokens = 128, speed_new_tokens = 64, speed_warmup = 1, speed_repeats = 5;

@@ -25,6 +25,10 @@ struct LmTrainSetup {
   CachedTargets cached;             // token mode with a top-k cache; null: inline teacher
   std::vector<int64_t> curve_stream;  // held-out tokens for the curve's perplexity
   bool baseline = false;            // cross-entropy only on the windows
+  // Every options->checkpoint_every steps the loop's whole state goes here (StagedDir), and with
+  // options->resume training continues from it: weights, optimizer, the epoch's order, the gkd coin, the
+  // curve so far, so that the student ends bit-identical to an uninterrupted run's. Empty: no checkpoints.
+  std::string checkpoint_dir;
 };
 
 struct LmTrainResult {
@@ -33,7 +37,9 @@ struct LmTrainResult {
   int64_t steps = 0, tokens = 0;
 };
 
-// Trains `student` in place.
+// Trains `student` in place. Under torchrun (train/data_parallel.h) each rank trains on its slice of every
+// batch of windows through the shared step core (train/train_step.h); rank 0 alone measures the curve and
+// writes checkpoints.
 LmTrainResult train_lm_student(Llama& student, const LmTrainSetup& setup);
 
 }  // namespace kd
