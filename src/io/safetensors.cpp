@@ -15,6 +15,7 @@
 
 #include "kd/error.h"
 #include "kd/io/int8_rows.h"
+#include "kd/util/fault.h"
 
 namespace fs = std::filesystem;
 
@@ -390,6 +391,7 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   TempFile out(path);
   out.write(len_bytes, 8);
   out.write(text.data(), text.size());
+  fault_point("write");  // the header on disk, no tensor yet: a half-written file (kill -9 tests)
   for (const auto& [name, t] : tensors) {
     // One tensor at a time: at most one extra copy (device -> CPU, or made contiguous) is alive.
     const torch::Tensor c = t.to(torch::kCPU).contiguous();

@@ -156,13 +156,13 @@ TEST_F(DistillE2ETest, ResumeKeepsFinishedPartsAndRedoesTheRest) {
   EXPECT_TRUE(fs::exists(dir_ / "run/report.json"));
 }
 
-// kill -9 during a part's training, half-way through one of its checkpoints, and with every part done
-// but the report unwritten; --resume then ends with the same deployable student as the uninterrupted run
+// kill -9 while the teacher's logits cache is half written (the run's first safetensors file), during a
+// part's training, half-way through one of its checkpoints, and with every part done but the report unwritten; --resume then ends with the same deployable student as the uninterrupted run
 // of the suite, byte for byte, and the same figure for every part.
 TEST_F(DistillE2ETest, KillNineAnywhereThenResumeEndsWithTheSameStudent) {
   ASSERT_EQ(first_.code, 0) << first_.err;
   const auto want = read_file((dir_ / "run/student/model.safetensors").string());
-  for (const std::string fault : {"step:5", "checkpoint:2", "report:1"}) {
+  for (const std::string fault : {"write:1", "step:5", "checkpoint:2", "report:1"}) {
     const auto dir = test::temp_dir("e2e_distill_kill_" + fault.substr(0, fault.find(':')));
     write_setup(dir);
     const auto killed = run_kd("distill --config distill.yaml", dir, "", "KD_FAULT=" + fault);

@@ -4,7 +4,8 @@
 // happens. Points: "step" (an optimizer step applied, before any checkpoint of it), "checkpoint" (the resume
 // checkpoint half written: its weights in the staging folder, not yet its optimizer state), "summary"
 // (train-teacher: training done, the run's summary not yet written), "report" (distill: every part done, the
-// report not yet written).
+// report not yet written), "write" (any safetensors file, a model or a cache, half written: its header on disk
+// under the temporary name, no tensor yet).
 #pragma once
 
 namespace kd {
