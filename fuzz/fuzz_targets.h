@@ -20,5 +20,22 @@ int gguf_input(const uint8_t* data, size_t size);
 int bpe_tokenizer_input(const uint8_t* data, size_t size);
 // The bytes as a tokenizer.json; what loads is written back and read again.
 int tokenizer_json_input(const uint8_t* data, size_t size);
+// The bytes as a safetensors file: header, metadata, every tensor loaded (int8 rows dequantized).
+int safetensors_input(const uint8_t* data, size_t size);
+// The bytes as a WordPiece vocab.txt (one token a line): fixed texts and the input itself encoded.
+int wordpiece_vocab_input(const uint8_t* data, size_t size);
+// The bytes as a YAML experiment config: typed getters on every key, resolved_yaml read back.
+int config_yaml_input(const uint8_t* data, size_t size);
+// The bytes as a TSV, a CSV and a JSONL table, each read with and without a header.
+int table_reader_input(const uint8_t* data, size_t size);
+// The bytes as a knowledge cache (CachedKnowledge::open_unchecked) and the logits of its rows; then the
+// same file with its checksum recomputed, so that mutations reach the checks behind it.
+int knowledge_cache_input(const uint8_t* data, size_t size);
+// The bytes as an LM top-k cache opened with the key in its own header, and the targets of its windows;
+// then with checksum and payload size recomputed.
+int lm_topk_cache_input(const uint8_t* data, size_t size);
+// The bytes as a feature cache opened with its own key, its logits and features of a few rows; then with
+// the checksum recomputed.
+int feature_cache_input(const uint8_t* data, size_t size);
 
 }  // namespace kd::fuzz

@@ -257,7 +257,7 @@ std::vector<TextRow> parse_jsonl(const std::string& path, const std::string& tex
     nlohmann::json obj;
     try {
       obj = nlohmann::json::parse(s);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number beyond double
       throw DataError(located(at_line(path, line), "invalid JSON line", e.what()));
     }
     if (!obj.is_object())

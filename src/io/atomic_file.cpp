@@ -71,6 +71,8 @@ nlohmann::json read_json(const std::string& path) {
     size_t upto = std::min<size_t>(e.byte == 0 ? 0 : e.byte - 1, text.size());
     size_t line = 1 + static_cast<size_t>(std::count(text.begin(), text.begin() + static_cast<long>(upto), '\n'));
     throw FormatError(located(path + ":" + std::to_string(line), "invalid JSON", e.what()));
+  } catch (const nlohmann::json::exception& e) {  // out_of_range: a number beyond double
+    throw FormatError(located(path, "invalid JSON", e.what()));
   }
 }
 

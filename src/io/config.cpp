@@ -84,6 +84,11 @@ void reject_duplicates(const YAML::Node& node, const std::string& path, const st
   if (node.IsMap()) {
     std::map<std::string, YAML::Mark> seen;
     for (const auto& kv : node) {
+      // A YAML key may itself be a list or a map (`? [a, b]`); no config key is, and such a key has no name.
+      if (kv.first.IsSequence() || kv.first.IsMap())
+        throw ConfigError(located(source + line_of(kv.first), "a key " + (path.empty() ? "" : "under '" + path + "' ") +
+                                                                  "is a list or a map",
+                                  "config keys are plain names"));
       const std::string key = kv.first.as<std::string>();
       const std::string full = path.empty() ? key : path + "." + key;
       const auto [at, fresh] = seen.emplace(key, kv.first.Mark());

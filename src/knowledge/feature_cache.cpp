@@ -296,8 +296,13 @@ std::unique_ptr<CachedFeatures> CachedFeatures::open(const std::string& path, co
   cache->index_.reserve(static_cast<size_t>(N));
   for (int64_t i = 0; i < N; ++i) {
     if (len[i] < 1) throw malformed("row " + std::to_string(r[i]) + " has length " + std::to_string(len[i]));
-    cache->token_start_[static_cast<size_t>(i) + 1] = cache->token_start_[static_cast<size_t>(i)] + len[i];
-    cache->square_start_[static_cast<size_t>(i) + 1] = cache->square_start_[static_cast<size_t>(i)] + len[i] * len[i];
+    // Checked: the lengths come from the file, and a sum that wraps could match a short tensor.
+    const auto at = static_cast<size_t>(i);
+    int64_t square = 0;
+    if (__builtin_add_overflow(cache->token_start_[at], len[i], &cache->token_start_[at + 1]) ||
+        __builtin_mul_overflow(len[i], len[i], &square) ||
+        __builtin_add_overflow(cache->square_start_[at], square, &cache->square_start_[at + 1]))
+      throw malformed("row " + std::to_string(r[i]) + " has length " + std::to_string(len[i]) + ", too long");
     if (!cache->index_.emplace(r[i], i).second) throw malformed("row " + std::to_string(r[i]) + " appears twice");
   }
   if (cache_count(file, path, kFormat, "num_tokens") != cache->token_start_.back())
@@ -319,13 +324,15 @@ std::unique_ptr<CachedFeatures> CachedFeatures::open(const std::string& path, co
       s.shape.push_back(d);
       if (d < 0)
         ++s.t_dims;
-      else
-        s.per_row *= d;
+      else if (__builtin_mul_overflow(s.per_row, d, &s.per_row))
+        throw malformed("feature '" + name + "' has row shape '" + shape->second + "', too large");
     }
     if (s.t_dims < 1 || s.t_dims > 2) throw malformed("feature '" + name + "' has row shape '" + shape->second + "'");
     s.values = cache_tensor(file, path, kFormat, name, dtype);
-    const int64_t n = s.per_row * (s.t_dims == 1 ? cache->token_start_.back() : cache->square_start_.back());
-    if (s.values.dim() != 1 || s.values.numel() != n)
+    int64_t n = 0;
+    const bool too_large = __builtin_mul_overflow(
+        s.per_row, s.t_dims == 1 ? cache->token_start_.back() : cache->square_start_.back(), &n);
+    if (too_large || s.values.dim() != 1 || s.values.numel() != n)
       throw malformed("feature '" + name + "' has shape " + shape_string(s.values) + ", its row lengths need (" +
                       std::to_string(n) + ")");
     cache->stored_[name] = std::move(s);

@@ -52,9 +52,16 @@ LmCacheKey LmCacheKey::from_json(const nlohmann::json& j, const std::string& whe
     k.teacher = j.at("teacher").get<std::string>();
     k.tokenizer = j.at("tokenizer").get<std::string>();
     k.data = j.at("data").get<std::string>();
-    k.windows = j.at("windows").get<int64_t>();
-    k.seq_len = j.at("seq_len").get<int64_t>();
-    k.top_k = j.at("top_k").get<int64_t>();
+    // get<int64_t>() would convert a float (1e30) with undefined behaviour: integers only.
+    const auto integer = [&](const char* name) {
+      const auto& v = j.at(name);
+      if (!v.is_number_integer()) throw FormatError(located(where, std::string("cache key field '") + name +
+                                                                       "' is not an integer"));
+      return v.get<int64_t>();
+    };
+    k.windows = integer("windows");
+    k.seq_len = integer("seq_len");
+    k.top_k = integer("top_k");
     k.temperature = j.at("temperature").get<double>();
     return k;
   } catch (const nlohmann::json::exception& e) {
@@ -149,19 +156,36 @@ LmTopkCache LmTopkCache::open(const std::string& path, const LmCacheKey& expecte
     throw bad("cache version " + std::to_string(version) + " is newer than this kd (" +
               std::to_string(kLmTopkCacheVersion) + ")");
   if (hlen > bytes.size() - 20) throw bad("truncated header");
-  nlohmann::json header;
+  // Every header field is read here: a field missing or of another JSON type is a malformed header.
+  uint64_t zlib_bytes = 0, raw_bytes = 0;
+  int64_t R = 0;
+  nlohmann::json key_json;
+  std::string recorded;
   try {
-    header = nlohmann::json::parse(bytes.substr(20, hlen));
+    const nlohmann::json header = nlohmann::json::parse(bytes.substr(20, hlen));
+    if (!header.is_object()) throw bad("malformed header");
+    // Sizes must be integers: value<uint64_t>() converts a float (-1e19) with undefined behaviour.
+    const auto size = [&](const char* name) -> const nlohmann::json& {
+      static const nlohmann::json zero = 0;
+      const auto it = header.find(name);
+      if (it == header.end()) return zero;
+      if (!it->is_number_integer()) throw bad("malformed header");
+      return *it;
+    };
+    zlib_bytes = size("zlib_bytes").get<uint64_t>();
+    raw_bytes = size("raw_bytes").get<uint64_t>();
+    R = size("rows").get<int64_t>();
+    key_json = header.at("key");
+    recorded = header.value("checksum", "");
   } catch (const nlohmann::json::exception&) {
     throw bad("malformed header");
   }
-  const auto zlib_bytes = header.value("zlib_bytes", uint64_t{0}), raw_bytes = header.value("raw_bytes", uint64_t{0});
-  if (bytes.size() != 20 + hlen + zlib_bytes) throw bad("file is truncated or has trailing bytes");
+  if (zlib_bytes != bytes.size() - 20 - hlen) throw bad("file is truncated or has trailing bytes");
   const std::string z = bytes.substr(20 + hlen);
-  if (checksum(z, header.at("key")) != header.value("checksum", "")) throw bad("checksum mismatch (corrupt file)");
+  if (checksum(z, key_json) != recorded) throw bad("checksum mismatch (corrupt file)");
 
   LmTopkCache c;
-  c.key_ = LmCacheKey::from_json(header.at("key"), path);
+  c.key_ = LmCacheKey::from_json(key_json, path);
   const auto& k = c.key_;
   auto mismatch = [&](const std::string& field, const std::string& what, const std::string& cached,
                       const std::string& want, bool data) {
@@ -182,8 +206,14 @@ LmTopkCache LmTopkCache::open(const std::string& path, const LmCacheKey& expecte
   if (k.data != expected.data || k.windows != expected.windows)
     mismatch("data", "training text", k.data, expected.data, true);
 
-  const int64_t R = header.value("rows", int64_t{0});
-  if (R != k.windows * (k.seq_len - 1) || raw_bytes != static_cast<uint64_t>(R) * (k.top_k * 6 + 4))
+  // In checked arithmetic: the sizes come from the file. Deflate compresses at most 1032:1, so a larger
+  // raw size is refused before it is allocated.
+  int64_t want_rows = 0;
+  uint64_t want_bytes = 0;
+  if (k.windows < 0 || k.seq_len < 1 || k.top_k < 1 || k.top_k > (int64_t{1} << 32) || R < 0 ||
+      __builtin_mul_overflow(k.windows, k.seq_len - 1, &want_rows) || R != want_rows ||
+      __builtin_mul_overflow(static_cast<uint64_t>(R), static_cast<uint64_t>(k.top_k * 6 + 4), &want_bytes) ||
+      raw_bytes != want_bytes || raw_bytes / 1032 > z.size())
     throw bad("payload size does not match the header");
   std::string raw(raw_bytes, '\0');
   uLongf got = raw_bytes;

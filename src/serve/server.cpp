@@ -61,8 +61,9 @@ nlohmann::json parse_body(const httplib::Request& req) {
   if (req.body.empty()) throw RequestError(400, "the body is empty; expected a JSON object");
   try {
     return nlohmann::json::parse(req.body);
-  } catch (const nlohmann::json::parse_error& e) {
-    // nlohmann's message names the byte offset ("at line 1, column 9: ...") and invalid UTF-8.
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error, or out_of_range for a number beyond double (1e999). nlohmann's message names the byte
+    // offset ("at line 1, column 9: ...") and invalid UTF-8.
     throw RequestError(400, std::string("the body is not valid JSON: ") + e.what());
   }
 }

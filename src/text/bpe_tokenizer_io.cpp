@@ -129,7 +129,7 @@ BpeTokenizer BpeTokenizer::from_tokenizer_json_text(const std::string& text, con
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number beyond double
     throw FormatError(located(source, "invalid JSON", e.what()));
   }
   try {
