@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <thread>
 
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -142,10 +143,15 @@ struct DataParallel::Impl {
   std::string failure(const char* what, const std::string& detail) const {
     const std::string me = host_name();
     std::string lost;
-    for (size_t r = 0; r < members.size(); ++r) {
-      if (static_cast<int>(r) == env.rank || members[r].first != me) continue;
-      if (process_ended(members[r].second))
-        lost += (lost.empty() ? "" : ", ") + std::to_string(r) + " (pid " + std::to_string(members[r].second) + ")";
+    // A killed peer's sockets close while the kernel is still tearing the process down, so its /proc entry
+    // may not say so yet: look for up to 2 s.
+    for (int attempt = 0; attempt < 20 && lost.empty(); ++attempt) {
+      if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      for (size_t r = 0; r < members.size(); ++r) {
+        if (static_cast<int>(r) == env.rank || members[r].first != me) continue;
+        if (process_ended(members[r].second))
+          lost += (lost.empty() ? "" : ", ") + std::to_string(r) + " (pid " + std::to_string(members[r].second) + ")";
+      }
     }
     std::string first_line = detail.substr(0, detail.find('\n'));
     if (first_line.size() > 160) first_line = first_line.substr(0, 160) + "...";
