@@ -56,7 +56,7 @@ struct CommonOptions {
   void require_cpu(const std::string& command) const;
 };
 
-// The data-parallel group of the commands that train (train-teacher, distill): joined when torchrun's
+// The data-parallel group of the commands that train (train-teacher, distill, distill-lm): joined when torchrun's
 // WORLD_SIZE > 1 (kd/train/data_parallel.h), with --dist-timeout bounding every wait on another rank.
 struct DistributedOptions {
   double timeout_s = 600;

@@ -128,7 +128,7 @@ int main(int argc, char** argv) {
       if (!cmd->data_parallel() && kd::WorldEnv::from_environment().distributed())
         throw kd::ConfigError(kd::located("environment variable WORLD_SIZE", "kd " + cmd->name() +
                                               " does not run data-parallel",
-                                          "start it without torchrun (train-teacher and distill do)"));
+                                          "start it without torchrun (train-teacher, distill and distill-lm run data-parallel)"));
       return cmd->run();
     }
   } catch (const kd::Error& e) {
