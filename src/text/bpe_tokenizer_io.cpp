@@ -82,7 +82,10 @@ BpeTokenizer tokenizer_from_json(const json& j, const std::string& path) {
   std::map<int64_t, bool> special;
   if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
     for (const auto& a : j["added_tokens"]) {
-      const int64_t id = a.at("id").get<int64_t>();
+      // A float id would be converted to an integer (undefined beyond its range): ids are integers.
+      if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer())
+        throw bad("added_tokens", "an entry's id is missing or not an integer");
+      const int64_t id = a["id"].get<int64_t>();
       by_id[id] = a.at("content").get<std::string>();
       special[id] = a.value("special", false);
     }

@@ -239,7 +239,10 @@ TEST(FuzzDriverTest, TokenizerJsonReaderSurvivesMutatedFiles) {
   for (auto& m : mutate(seed, 600, 100, 3)) inputs.push_back(std::move(m));
   inputs.push_back(seed);
   // "1e999" and the like: a number beyond double (once a nlohmann out_of_range out of the reader).
+  // An added token's id written as a float beyond int64 (once converted to an integer: UB).
   for (const char* s : {"1e999", "[1e999]", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 1e400}}}",
+                        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}, \"added_tokens\": "
+                        "[{\"id\": 2.6e47, \"content\": \"x\"}]}",
                         "", "null", "[]", "{}", "{\"model\": []}", "{\"model\": {\"type\": \"BPE\", \"vocab\": {}}}",
                         "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a a\"]}}",
                         "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 5}}}",
