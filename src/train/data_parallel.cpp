@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -29,28 +30,46 @@ namespace kd {
 namespace {
 
 // Gloo announces each connected mesh on stdout, which is kd's output (report tables, JSON): while the group
-// forms, stdout goes to /dev/null.
+// forms, stdout goes to /dev/null. Process-wide and counted: ranks that form their groups at once in one
+// process (threads, as the tests run them) would otherwise save each other's /dev/null as the stdout to
+// restore, and the process's stdout would stay lost.
 class QuietStdout {
  public:
   QuietStdout() {
+    std::lock_guard<std::mutex> lock(mutex());
+    if (users()++ > 0) return;
     std::fflush(stdout);
-    saved_ = ::dup(STDOUT_FILENO);
+    saved() = ::dup(STDOUT_FILENO);
     const int null = ::open("/dev/null", O_WRONLY);
-    if (saved_ >= 0 && null >= 0) ::dup2(null, STDOUT_FILENO);
+    if (saved() >= 0 && null >= 0) ::dup2(null, STDOUT_FILENO);
     if (null >= 0) ::close(null);
   }
   ~QuietStdout() {
+    std::lock_guard<std::mutex> lock(mutex());
+    if (--users() > 0) return;
     std::fflush(stdout);
-    if (saved_ >= 0) {
-      ::dup2(saved_, STDOUT_FILENO);
-      ::close(saved_);
+    if (saved() >= 0) {
+      ::dup2(saved(), STDOUT_FILENO);
+      ::close(saved());
+      saved() = -1;
     }
   }
   QuietStdout(const QuietStdout&) = delete;
   QuietStdout& operator=(const QuietStdout&) = delete;
 
  private:
-  int saved_ = -1;
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static int& users() {
+    static int n = 0;
+    return n;
+  }
+  static int& saved() {  // the real stdout while anyone is quiet
+    static int fd = -1;
+    return fd;
+  }
 };
 
 // An integer variable of the launcher; ConfigError naming it when it is not one.
@@ -287,8 +306,9 @@ void DataParallel::allreduce_gradients(torch::nn::Module& module, int64_t bucket
   torch::NoGradGuard no_grad;
   auto params = module.parameters();
   // Which gradients exist somewhere: a rank with no rows this step has none.
-  auto defined = torch::zeros({static_cast<int64_t>(params.size())}, torch::kFloat32);
-  for (size_t i = 0; i < params.size(); ++i) defined[static_cast<int64_t>(i)] = params[i].grad().defined() ? 1.0 : 0.0;
+  std::vector<float> flags(params.size());
+  for (size_t i = 0; i < params.size(); ++i) flags[i] = params[i].grad().defined() ? 1.0f : 0.0f;
+  auto defined = torch::tensor(flags);  // (P) 1 where this rank has the gradient
   {
     std::vector<at::Tensor> one{defined.to(impl_->comm_device)};
     impl_->run("the gradient all-reduce", [&] { return impl_->group->allreduce(one); });
