@@ -98,6 +98,8 @@ int64_t ggml_block_bytes(GgmlType t) {
 }
 
 void dequantize_ggml(GgmlType t, const uint8_t* src, int64_t n, float* dst) {
+  // An empty tensor's storage may be null, and memcpy from or to null is undefined even for 0 bytes.
+  if (n <= 0) return;
   switch (t) {
     case GgmlType::F32:
       std::memcpy(dst, src, static_cast<size_t>(n) * 4);
