@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every libFuzzer target of build-fuzz (fuzz/README.md) one after the other, each for a fixed time,
-# with ASan and UBSan set to abort on the first report. Builds nothing.
+# with ASan and UBSan set to abort on the first report and LeakSanitizer on (libFuzzer checks each input
+# that allocated more than it freed; tests/sanitizers/lsan.supp lists what is not kd's). Builds nothing.
 #
 #   bench/fuzz_run.sh [BUILD_FUZZ_DIR [SECONDS_PER_TARGET [OUT_DIR]]]
 #
@@ -80,7 +81,8 @@ for t in $targets; do
   start=$(date +%s.%N)
   set +e
   (cd "$dir/crashes" &&
-    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1:symbolize=1 \
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1:symbolize=1 \
+    LSAN_OPTIONS="suppressions=$root/tests/sanitizers/lsan.supp:print_suppressions=0" \
     UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1 \
     "$bin" "$dir/corpus" "$dir/seeds" -max_len="$(max_len "$t")" -rss_limit_mb=4096 -timeout=30 \
       -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$dir/crashes/" > "$dir/log.txt" 2>&1)
