@@ -10,6 +10,7 @@
 #include "kd/eval/evaluate.h"
 #include "kd/io/atomic_file.h"
 #include "kd/io/safetensors.h"
+#include "kd/losses/soft_label_losses.h"
 #include "kd/train/data_parallel.h"
 #include "kd/train/train_step.h"
 #include "kd/util/device.h"
@@ -40,9 +41,12 @@ EvalRecord EvalRecord::from_json(const nlohmann::json& j) {
 }
 
 torch::Tensor classification_loss(const ModelOutput& output, const Batch& batch) {
-  // ignore_index -1 drops unlabelled rows from the mean.
-  return torch::nn::functional::cross_entropy(output.logits, batch.labels,
-                                              torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-1));
+  // Unlabelled rows (-1) are left out of the mean; with none labelled the loss is 0 with a graph (backward
+  // is then a no-op), not cross_entropy's 0/0 = NaN.
+  const auto per_row = torch::nn::functional::cross_entropy(
+      output.logits, batch.labels,
+      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-1).reduction(torch::kNone));  // (B)
+  return masked_mean(per_row, batch.labels.ge(0));
 }
 
 void save_module_state(const torch::nn::Module& module, const std::string& path) {

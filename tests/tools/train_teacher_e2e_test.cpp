@@ -213,6 +213,30 @@ TEST(TrainTeacherE2ETest, BadInputGivesOneLineErrorAndNoCheckpoint) {
   }
 }
 
+// Training rows without a label are left out with a warning that counts them. With every other row
+// unlabelled and batches of 2, some batches hold no label at all; before, their loss was NaN and the
+// steps were skipped (after the allowance: an error blaming the learning rate).
+TEST(TrainTeacherE2ETest, UnlabelledTrainingRowsAreLeftOutWithAWarning) {
+  const auto dir = test::temp_dir("e2e_unlabelled_rows");
+  write_setup(dir, "");
+  {
+    std::ifstream in(dir / "train.tsv");
+    std::string line, text;
+    std::getline(in, line);
+    text = line + "\n";
+    for (int i = 0; std::getline(in, line); ++i)
+      text += i % 2 == 0 ? line.substr(0, line.rfind('\t') + 1) + "\n" : line + "\n";
+    write_file_atomic((dir / "train.tsv").string(), text);
+  }
+  auto r = run_kd("train-teacher --config teacher.yaml --stop-after 3 --set train.batch_size=2 "
+                  "--set train.max_nonfinite_steps=0",
+                  dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("training rows of train.tsv have no label and are left out of fine-tuning"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("NaN"), std::string::npos) << r.err;
+}
+
 // --device cuda on a GPU machine: the run trains there, says so, and resumes there. Without a GPU:
 // skipped, not passed.
 TEST(TrainTeacherE2ETest, DeviceCudaTrainsThere) {

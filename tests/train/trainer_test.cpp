@@ -79,6 +79,25 @@ TrainerOptions tiny_options(const fs::path& dir, int64_t epochs, int64_t batch_s
   return o;
 }
 
+// Unlabelled rows (-1) are left out of the cross-entropy; a batch with none labelled gives 0 and a zero
+// gradient, not cross_entropy's NaN (which the Trainer would skip, blaming the learning rate).
+TEST(TrainerTest, ClassificationLossLeavesUnlabelledRowsOutAndIsZeroWithoutLabels) {
+  auto logits = torch::randn({4, 3}, torch::kFloat64).requires_grad_(true);
+  Batch batch;
+  batch.labels = torch::tensor({2, -1, 0, -1}, torch::kInt64);
+  const auto mixed = classification_loss(ModelOutput{logits, {}}, batch);
+  const auto log_p = torch::log_softmax(logits.detach(), -1);
+  const double expected = -(log_p[0][2].item<double>() + log_p[2][0].item<double>()) / 2;
+  EXPECT_NEAR(mixed.item<double>(), expected, 1e-12);
+
+  batch.labels = torch::full({4}, -1, torch::kInt64);
+  const auto none = classification_loss(ModelOutput{logits, {}}, batch);
+  EXPECT_EQ(none.item<double>(), 0.0);
+  none.backward();
+  ASSERT_TRUE(logits.grad().defined());
+  EXPECT_EQ(logits.grad().abs().max().item<double>(), 0.0);
+}
+
 TEST(TrainerTest, NonFiniteLossStopsNamingTheStepAndKeepsTheLastCheckpoint) {
   for (double bad : {std::nan(""), static_cast<double>(INFINITY)}) {
     const auto dir = test::temp_dir("trainer_nan");

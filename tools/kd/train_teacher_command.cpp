@@ -1,5 +1,6 @@
 // kd train-teacher --config FILE [--set key=value ...] [--resume | --overwrite]
 // Fine-tunes a pretrained encoder with a classification head; the best model lands in <run_dir>/best.
+#include <algorithm>
 #include <filesystem>
 
 #include "command.h"
@@ -67,6 +68,15 @@ class TrainTeacherCommand : public Command {
 
     log_info("reading " + data.train);
     DataSplits splits = read_splits(data);
+    // A row without a label teaches a classifier nothing; left in, a batch of such rows alone would have
+    // no cross-entropy to average (NaN) and its step would be skipped as if the learning rate were to blame.
+    const auto unlabelled = std::remove_if(splits.train.begin(), splits.train.end(),
+                                           [](const TextRow& r) { return r.label.empty(); });
+    if (const auto dropped = static_cast<size_t>(splits.train.end() - unlabelled); dropped > 0) {
+      splits.train.erase(unlabelled, splits.train.end());
+      log_warn(strf("%zu training rows of %s have no label and are left out of fine-tuning (%zu remain)", dropped,
+                    splits.train_source.c_str(), splits.train.size()));
+    }
     const LabelVocab labels = LabelVocab::build(splits.train);
     if (labels.size() < 2)
       throw DataError(located(splits.train_source, "found " + std::to_string(labels.size()) + " label(s)",
