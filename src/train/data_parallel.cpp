@@ -36,41 +36,36 @@ namespace {
 class QuietStdout {
  public:
   QuietStdout() {
-    std::lock_guard<std::mutex> lock(mutex());
-    if (users()++ > 0) return;
+    std::lock_guard<std::mutex> lock(state_.mutex);
+    if (state_.users++ > 0) return;
     std::fflush(stdout);
-    saved() = ::dup(STDOUT_FILENO);
+    state_.saved = ::dup(STDOUT_FILENO);
     const int null = ::open("/dev/null", O_WRONLY);
-    if (saved() >= 0 && null >= 0) ::dup2(null, STDOUT_FILENO);
+    if (state_.saved >= 0 && null >= 0) ::dup2(null, STDOUT_FILENO);
     if (null >= 0) ::close(null);
   }
   ~QuietStdout() {
-    std::lock_guard<std::mutex> lock(mutex());
-    if (--users() > 0) return;
+    std::lock_guard<std::mutex> lock(state_.mutex);
+    if (--state_.users > 0) return;
     std::fflush(stdout);
-    if (saved() >= 0) {
-      ::dup2(saved(), STDOUT_FILENO);
-      ::close(saved());
-      saved() = -1;
+    if (state_.saved >= 0) {
+      ::dup2(state_.saved, STDOUT_FILENO);
+      ::close(state_.saved);
+      state_.saved = -1;
     }
   }
   QuietStdout(const QuietStdout&) = delete;
   QuietStdout& operator=(const QuietStdout&) = delete;
 
  private:
-  static std::mutex& mutex() {
-    static std::mutex m;
-    return m;
-  }
-  static int& users() {
-    static int n = 0;
-    return n;
-  }
-  static int& saved() {  // the real stdout while anyone is quiet
-    static int fd = -1;
-    return fd;
-  }
+  struct State {
+    std::mutex mutex;
+    int users = 0;   // QuietStdout objects alive
+    int saved = -1;  // the real stdout while any is
+  };
+  static State state_;
 };
+QuietStdout::State QuietStdout::state_;
 
 // An integer variable of the launcher; ConfigError naming it when it is not one.
 int int_variable(const char* name, const char* text, int min_value) {
