@@ -6,9 +6,17 @@ on dev here: quantization has no setting to tune, so dev is the test split it is
 times both over the dev sentences with the same threads, warm-up and repeats. Rounds alternate which of the pair
 runs first; each speed-up is the ratio within a round (float time / int8 time), and the tables give the median of
 the rounds with their range. Verdicts come from TARGETS, declared here, never typed by hand.
+
+Mixed precision, chosen on validation rows, not on dev: with --select-from RUN (a kd run folder whose summary.json
+records the rows of the training file it held out and never trained on) and one or more --float-candidate REGEX,
+each BERT-architecture model is quantized with every part int8 and once per candidate (the parts the regex names
+keep int8 weights but compute in float: `kd quantize --float-modules`). The scheme whose int8 model loses the least
+accuracy on those held-out rows is kept (a tie keeps the earlier, all-int8 first), and only the kept one is scored
+on dev and timed.
   .venv/bin/python bench/quantize_bench.py --kd build/kd --data ../shared/data/sst2/dev.tsv --out runs/quantize-bench \
       --model teacher=runs/sst2-teacher/best --model bert-student=runs/sst2-distill-bert/student \
-      --model bilstm=runs/sst2-distill/student --model textcnn=runs/sst2-distill-textcnn/student
+      --model bilstm=runs/sst2-distill/student --model textcnn=runs/sst2-distill-textcnn/student \
+      --select-from runs/sst2-teacher --float-candidate 'layer\.[0-9]+\.output\.dense$'
 """
 import argparse
 import json
@@ -44,6 +52,48 @@ def bench(args, model, out):
         return json.load(f)
 
 
+def write_holdout(run, out):
+    """The rows `run` held out of its training file (summary.json: data.holdout_row_ids, 0-based data rows),
+    with the file's header, as a TSV for `kd eval`."""
+    with open(os.path.join(run, "summary.json")) as f:
+        data = json.load(f)["data"]
+    ids = data.get("holdout_row_ids")
+    if not ids:
+        sys.exit(f"{run}/summary.json: data.holdout_row_ids is missing (the run had a validation file)")
+    with open(data["train"], encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    header, rows = lines[0], [x for x in lines[1:] if x.strip()]
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(header + "\n" + "".join(rows[i] + "\n" for i in sorted(ids)))
+    return len(ids)
+
+
+def accuracy(args, model, data, out):
+    kd(args, "eval", "--model", model, "--data", data, "--out", out)
+    with open(out) as f:
+        return json.load(f)["accuracy"]
+
+
+def choose_scheme(args, name, folder, model_type, select_data):
+    """[(regex or "", validation drop)] for every scheme tried, and the kept regex ("" = every part int8)."""
+    schemes = [""] + (args.float_candidate if model_type in LINEAR_HEAVY else [])
+    if len(schemes) == 1 or not select_data:
+        return [], ""
+    base = accuracy(args, folder, select_data, os.path.join(args.out, f"{name}-float32-select.json"))
+    tried = []
+    for i, regex in enumerate(schemes):
+        trial = os.path.join(args.out, f"{name}-int8-scheme{i}")
+        kd(args, "quantize", "--model", folder, "--output", trial, "--overwrite",
+           *(["--float-modules", regex] if regex else []))
+        acc = accuracy(args, trial, select_data, os.path.join(args.out, f"{name}-int8-scheme{i}-select.json"))
+        tried.append({"float_modules": regex, "valid_accuracy_float32": base, "valid_accuracy_int8": acc,
+                      "valid_drop_points": 100 * (base - acc)})
+        print(f"{name} scheme {regex or 'every part int8'}: validation drop {tried[-1]['valid_drop_points']:.2f} points",
+              flush=True)
+    best = min(range(len(tried)), key=lambda i: (tried[i]["valid_drop_points"], i))
+    return tried, tried[best]["float_modules"]
+
+
 def spread(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "rounds": values}
 
@@ -57,22 +107,30 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--select-from", help="kd run folder whose held-out training rows choose the scheme")
+    p.add_argument("--float-candidate", action="append", default=[],
+                   help="regex of parts to compute in float (kd quantize --float-modules), tried against all-int8")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    select_data = None
+    if args.select_from and args.float_candidate:
+        select_data = os.path.join(args.out, "select-rows.tsv")
+        print(f"choosing schemes on {write_holdout(args.select_from, select_data)} held-out rows of "
+              f"{args.select_from}", flush=True)
 
     results = {}
     for spec in args.model:
         name, folder = spec.split("=", 1)
         int8 = os.path.join(args.out, name + "-int8")
-        print(kd(args, "quantize", "--model", folder, "--output", int8, "--overwrite").strip(), flush=True)
+        with open(os.path.join(folder, "config.json")) as f:
+            model_type = json.load(f).get("model_type", "")
+        tried, keep = choose_scheme(args, name, folder, model_type, select_data)
+        print(kd(args, "quantize", "--model", folder, "--output", int8, "--overwrite",
+                 *(["--float-modules", keep] if keep else [])).strip(), flush=True)
         with open(os.path.join(int8, "kd_quantization.json")) as f:
             info = json.load(f)
-        acc = {}
-        for kind, path in (("float32", folder), ("int8", int8)):
-            out = os.path.join(args.out, f"{name}-{kind}-eval.json")
-            kd(args, "eval", "--model", path, "--data", args.data, "--out", out)
-            with open(out) as f:
-                acc[kind] = json.load(f)["accuracy"]
+        acc = {kind: accuracy(args, path, args.data, os.path.join(args.out, f"{name}-{kind}-eval.json"))
+               for kind, path in (("float32", folder), ("int8", int8))}
         rounds = []
         for r in range(args.rounds):
             order = [("float32", folder), ("int8", int8)]
@@ -87,7 +145,7 @@ def main():
         b64 = {k: spread([x[k]["batch64_examples_per_s"] for x in rounds]) for k in ("float32", "int8")}
         results[name] = {
             "folder": folder, "int8_folder": int8, "type": info["model_type"], "engine": info["engine"],
-            "int8_tensors": info["int8_tensors"],
+            "int8_tensors": info["int8_tensors"], "float_modules": keep, "schemes_tried_on_validation": tried,
             "accuracy": acc, "accuracy_drop_points": 100 * (acc["float32"] - acc["int8"]),
             "batch1_ms": b1, "batch64_examples_per_s": b64,
             "speedup_batch1": spread([x["float32"]["batch1_ms_median"] / x["int8"]["batch1_ms_median"] for x in rounds]),
@@ -135,6 +193,12 @@ def main():
               "(BERT-architecture) models.".format(**TARGETS), ""]
     for name, r in results.items():
         lines.append(f"- {name}: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in r["met"].items()))
+    for name, r in results.items():
+        if r["schemes_tried_on_validation"]:
+            lines.append(f"- {name}, schemes tried on {args.select_from}'s held-out rows (validation drop, points): " +
+                         "; ".join(f"`{t['float_modules'] or 'every part int8'}` {t['valid_drop_points']:.2f}"
+                                   for t in r["schemes_tried_on_validation"]) +
+                         f"; kept: `{r['float_modules'] or 'every part int8'}`")
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

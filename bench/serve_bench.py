@@ -9,10 +9,16 @@ sentence per request, {"texts": [sentence]}, rows in file order, cycled) and the
 takes CPU from it: every server pays that alike. Rounds rotate the order of the servers; the tables give the
 median of the rounds and their range. Bounded: every load stops after --requests requests or --max-seconds.
 
-Targets, computed here from the declared thresholds (TARGETS): batching on >= 3x the throughput of batching
-off at concurrency 32; kd >= 3x the Python server's throughput at concurrency 32 with a p99 no worse; a
-run of 10,000 requests at concurrency 32 with 0 failures.
+With --student-int8 (the student's folder from `kd quantize`), the deployed int8 student is measured the same
+way: kd serve on that folder, batching on and off, against the Python server quantizing the same float student
+with PyTorch's dynamic int8 (serve_peer.py --int8): the same model in the same precision on both sides.
+
+Targets, computed here from the declared thresholds (TARGETS), for the float student and, when given, the int8
+student, each against its own batching-off and Python rows: batching on >= 3x the throughput of batching off
+at concurrency 32; kd >= 3x the Python server's throughput at concurrency 32 with a p99 no worse; a run of
+10,000 requests at concurrency 32 with 0 failures.
   .venv/bin/python bench/serve_bench.py --kd build/kd --student runs/sst2-distill-bert-small/student \
+      --student-int8 runs/sst2-distill-bert-small-int8 \
       --teacher runs/sst2-teacher/best --data ../shared/data/sst2/dev.tsv --out runs/serve-bench
 """
 import argparse
@@ -57,6 +63,7 @@ class Server:
     """One server process: kd serve (its port read from its 'listening on' line) or the Python peer."""
 
     def __init__(self, name, args, kind, model, extra=()):
+        """kind: "kd" (extra: kd serve flags) or "py" (extra: serve_peer.py flags)."""
         self.name = name
         if kind == "kd":
             cmd = [args.kd, "serve", "--model", model, "--port", "0", "--threads", str(args.threads),
@@ -70,7 +77,7 @@ class Server:
             self.port = free_port()
             max_length = json.load(open(os.path.join(model, "kd.json")))["max_length"]
             cmd = [args.python, os.path.join(HERE, "serve_peer.py"), "--model", model, "--port", str(self.port),
-                   "--threads", str(args.threads), "--max-length", str(max_length)]
+                   "--threads", str(args.threads), "--max-length", str(max_length), *extra]
             self.proc = subprocess.Popen(cmd)
         wait_health(self.port, self.proc, name)
 
@@ -100,6 +107,7 @@ def main():
     p.add_argument("--kd", default="build/kd")
     p.add_argument("--python", default=sys.executable, help="Python with transformers, fastapi and uvicorn")
     p.add_argument("--student", required=True)
+    p.add_argument("--student-int8", help="the student's int8 folder (kd quantize), measured as deployed")
     p.add_argument("--teacher", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--text", default="sentence")
@@ -119,6 +127,14 @@ def main():
             ("kd student, batching off", "kd", args.student, ["--max-batch", "1"], [32]),
             ("Python (FastAPI + transformers) student", "py", args.student, [], [1, 8, 32]),
             ("kd teacher, batching on", "kd", args.teacher, [], [1, 8, 32])]
+    pairs = [("float student", "kd student, batching on", "kd student, batching off",
+              "Python (FastAPI + transformers) student")]
+    if args.student_int8:
+        rows += [("kd int8 student, batching on", "kd", args.student_int8, [], [1, 8, 32]),
+                 ("kd int8 student, batching off", "kd", args.student_int8, ["--max-batch", "1"], [32]),
+                 ("Python (FastAPI + transformers) int8 student", "py", args.student, ["--int8"], [1, 8, 32])]
+        pairs.append(("int8 student", "kd int8 student, batching on", "kd int8 student, batching off",
+                      "Python (FastAPI + transformers) int8 student"))
     results = {name: {c: [] for c in cs} for name, _, _, _, cs in rows}
     exits = {}
     for r in range(args.rounds):
@@ -144,21 +160,20 @@ def main():
         v = [x[key] for x in results[name][c]]
         return min(v), max(v)
 
-    on, off, py = "kd student, batching on", "kd student, batching off", "Python (FastAPI + transformers) student"
-    verdicts = {
-        "batching_speedup_c32": med(on, 32, "throughput") / med(off, 32, "throughput"),
-        "kd_vs_python_c32": med(on, 32, "throughput") / med(py, 32, "throughput"),
-        "kd_p99_c32_ms": med(on, 32, "p99_ms"), "python_p99_c32_ms": med(py, 32, "p99_ms"),
-        "failures_in_10000": long_run["failed"] + (args.long - long_run["answered"] - long_run["failed"]),
-    }
-    met = {
-        "batching_speedup_c32": verdicts["batching_speedup_c32"] >= TARGETS["batching_speedup_c32"],
-        "kd_vs_python_c32": verdicts["kd_vs_python_c32"] >= TARGETS["kd_vs_python_c32"]
-        and verdicts["kd_p99_c32_ms"] <= verdicts["python_p99_c32_ms"],
-        "failures_in_10000": verdicts["failures_in_10000"] <= TARGETS["failures_in_10000"],
-        "kd_exits_0_on_sigterm": all(code == 0 for name, codes in exits.items() if "Python" not in name
-                                     for code in codes),
-    }
+    failures = long_run["failed"] + (args.long - long_run["answered"] - long_run["failed"])
+    verdicts, met = {}, {}
+    for label, on, off, py in pairs:
+        v = {"batching_speedup_c32": med(on, 32, "throughput") / med(off, 32, "throughput"),
+             "kd_vs_python_c32": med(on, 32, "throughput") / med(py, 32, "throughput"),
+             "kd_p99_c32_ms": med(on, 32, "p99_ms"), "python_p99_c32_ms": med(py, 32, "p99_ms")}
+        verdicts[label] = v
+        met[label] = {"batching_speedup_c32": v["batching_speedup_c32"] >= TARGETS["batching_speedup_c32"],
+                      "kd_vs_python_c32": v["kd_vs_python_c32"] >= TARGETS["kd_vs_python_c32"]
+                      and v["kd_p99_c32_ms"] <= v["python_p99_c32_ms"]}
+    verdicts["failures_in_10000"] = failures
+    met["failures_in_10000"] = failures <= TARGETS["failures_in_10000"]
+    met["kd_exits_0_on_sigterm"] = all(code == 0 for name, codes in exits.items() if "Python" not in name
+                                       for code in codes)
     summary = {**info, "results": {n: {str(c): v for c, v in d.items()} for n, d in results.items()},
                "long_run": long_run, "exit_codes": exits, "verdicts": verdicts, "targets": TARGETS, "met": met}
     with open(os.path.join(args.out, "results.json"), "w") as f:
@@ -176,16 +191,18 @@ def main():
             failed = sum(x["failed"] for x in results[name][c])
             lines.append(f"| {name} | {c} | {med(name, c, 'throughput'):.0f} ({lo:.0f}–{hi:.0f}) | "
                          f"{med(name, c, 'p50_ms'):.2f} | {med(name, c, 'p99_ms'):.2f} | {failed} |")
-    lines += ["", f"- dynamic batching at concurrency 32: {verdicts['batching_speedup_c32']:.2f}x the throughput "
-              f"of batching off (target >= {TARGETS['batching_speedup_c32']}x): "
-              f"{'met' if met['batching_speedup_c32'] else 'not met'}",
-              f"- kd against the Python server at concurrency 32: {verdicts['kd_vs_python_c32']:.2f}x the "
-              f"throughput, p99 {verdicts['kd_p99_c32_ms']:.2f} ms against {verdicts['python_p99_c32_ms']:.2f} ms "
-              f"(target >= {TARGETS['kd_vs_python_c32']}x at no worse p99): "
-              f"{'met' if met['kd_vs_python_c32'] else 'not met'}",
-              f"- {args.long} requests at concurrency 32: {long_run['answered']} answered, "
-              f"{verdicts['failures_in_10000']} failed, {long_run['throughput']:.0f}/s: "
-              f"{'met' if met['failures_in_10000'] else 'not met'}",
+    lines.append("")
+    for label, *_ in pairs:
+        v, m_ = verdicts[label], met[label]
+        lines += [f"- {label}, dynamic batching at concurrency 32: {v['batching_speedup_c32']:.2f}x the throughput "
+                  f"of batching off (target >= {TARGETS['batching_speedup_c32']}x): "
+                  f"{'met' if m_['batching_speedup_c32'] else 'not met'}",
+                  f"- {label}, kd against the Python server at concurrency 32: {v['kd_vs_python_c32']:.2f}x the "
+                  f"throughput, p99 {v['kd_p99_c32_ms']:.2f} ms against {v['python_p99_c32_ms']:.2f} ms "
+                  f"(target >= {TARGETS['kd_vs_python_c32']}x at no worse p99): "
+                  f"{'met' if m_['kd_vs_python_c32'] else 'not met'}"]
+    lines += [f"- {args.long} requests at concurrency 32 (float student): {long_run['answered']} answered, "
+              f"{failures} failed, {long_run['throughput']:.0f}/s: {'met' if met['failures_in_10000'] else 'not met'}",
               f"- kd serve exits 0 on SIGTERM after its loads: {'yes' if met['kd_exits_0_on_sigterm'] else 'no'} "
               f"({exits})"]
     with open(os.path.join(args.out, "results.md"), "w") as f:

@@ -1,6 +1,8 @@
 #include "kd/models/quantize.h"
 
 #include <filesystem>
+#include <regex>
+#include <set>
 
 #include "kd/error.h"
 #include "kd/io/atomic_file.h"
@@ -43,16 +45,48 @@ std::pair<int64_t, int64_t> store_int8(const std::string& path) {
   return {quantized, kept};
 }
 
+std::vector<std::pair<std::string, Int8Quantizable*>> int8_parts(torch::nn::Module& module) {
+  std::vector<std::pair<std::string, Int8Quantizable*>> parts;
+  for (const auto& item : module.named_modules(/*name_prefix=*/"", /*include_self=*/true))
+    if (auto* q = dynamic_cast<Int8Quantizable*>(item.value().get())) parts.emplace_back(item.key(), q);
+  return parts;
+}
+
+// The names of the parts `keep_float` matches; ConfigError when it does not parse or matches none.
+std::set<std::string> float_parts(const std::vector<std::pair<std::string, Int8Quantizable*>>& parts,
+                                  const std::string& keep_float, const std::string& where) {
+  std::set<std::string> keep;
+  if (keep_float.empty()) return keep;
+  const std::string flag = where + " '" + keep_float + "'";
+  std::regex pattern;
+  try {
+    pattern = std::regex(keep_float, std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    throw ConfigError(located(flag, std::string("not a regular expression: ") + e.what()));
+  }
+  std::string known;
+  for (const auto& [name, part] : parts) {
+    if (std::regex_search(name, pattern)) keep.insert(name);
+    if (known.size() < 120) known += (known.empty() ? "" : ", ") + name;
+  }
+  if (keep.empty())
+    throw ConfigError(located(flag, "matches none of the model's int8 parts", "their names: " + known + ", ..."));
+  if (keep.size() == parts.size())
+    throw ConfigError(located(flag, "matches every int8 part, so nothing would run in int8", "match fewer"));
+  return keep;
+}
+
 }  // namespace
 
-int64_t quantize_int8(torch::nn::Module& module) {
+int64_t quantize_int8(torch::nn::Module& module, const std::string& keep_float, const std::string& where) {
+  const auto parts = int8_parts(module);
+  const auto keep = float_parts(parts, keep_float, where);
   module.eval();
   int64_t n = 0;
-  for (const auto& m : module.modules(/*include_self=*/true)) {
-    if (auto* q = dynamic_cast<Int8Quantizable*>(m.get())) {
-      q->quantize_int8();
-      ++n;
-    }
+  for (const auto& [name, part] : parts) {
+    if (keep.count(name)) continue;
+    part->quantize_int8();
+    ++n;
   }
   return n;
 }
@@ -64,12 +98,13 @@ void require_inference(const torch::nn::Module& module) {
 }
 
 nlohmann::json write_int8_folder(TextClassifier& model, const std::string& source, const std::string& out,
-                                 bool overwrite) {
+                                 bool overwrite, const std::string& keep_float) {
   if (fs::exists(fs::path(source) / kQuantizationFile))
     throw FormatError(located(source, "the model is already int8", "quantize the float model it came from"));
   if (same_file(source, out)) throw ConfigError(located(out, "the output folder is the model folder", "name another"));
   if (fs::exists(out) && !overwrite)
     throw ConfigError(located(out, "already exists", "pass --overwrite to replace it, or name another folder"));
+  float_parts(int8_parts(model.module()), keep_float, "--float-modules");  // checked before anything is written
   StagedDir staged{fs::path(out)};
   model.save(staged.path().string());
   const auto weights = staged.file("model.safetensors");
@@ -86,6 +121,7 @@ nlohmann::json write_int8_folder(TextClassifier& model, const std::string& sourc
                          {"model_type", model.type()},
                          {"int8_tensors", quantized},
                          {"float_tensors", kept}};
+  if (!keep_float.empty()) info["float_modules"] = keep_float;  // stored int8, computed in float
   write_json_atomic(staged.file(kQuantizationFile), info);
   // Read it back as every command will: a folder that does not load is never committed.
   load_classifier(staged.path().string());
@@ -103,7 +139,8 @@ nlohmann::json apply_folder_quantization(TextClassifier& model, const std::strin
   if (info.value("format_version", int64_t{0}) != kFormatVersion)
     throw FormatError(located(path + ": format_version", "not supported",
                               "this kd reads version " + std::to_string(kFormatVersion)));
-  const int64_t parts = quantize_int8(model.module());
+  const auto keep = info.value("float_modules", std::string());
+  const int64_t parts = quantize_int8(model.module(), keep, path + ": float_modules");
   if (parts == 0)
     throw FormatError(located(path, "model type '" + model.type() + "' has no part kd runs in int8"));
   info["int8_parts"] = parts;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <regex>
 
 #include "kd/error.h"
 #include "kd/io/atomic_file.h"
@@ -13,6 +14,7 @@
 #include "kd/io/safetensors.h"
 #include "kd/models/bilstm.h"
 #include "kd/models/classifier_registry.h"
+#include "kd/models/dynamic_linear.h"
 #include "kd/models/quantize.h"
 #include "kd/models/student_classifier.h"
 #include "kd/models/text_cnn.h"
@@ -215,6 +217,58 @@ TEST(QuantizeTest, BertInt8FollowsTheFloatModel) {
   EXPECT_EQ(quantize_int8(q->module()), 2 * 6 + 2);
   const auto b = padded_batch();
   expect_int8_close(logits(*q, b), logits(*ref, b));
+}
+
+TEST(QuantizeTest, FloatModulesKeepTheirPartsFloatAndBadPatternsAreNamed) {
+  const std::string ffn_out = "layer\\.[0-9]+\\.output\\.dense$";  // not attention.output.dense
+  auto q = test::tiny_bert(2, 32, 4, 5);
+  EXPECT_EQ(quantize_int8(q->module(), ffn_out), 2 * 6 + 2 - 2);
+  int64_t float_parts = 0;
+  for (const auto& item : q->module().named_modules()) {
+    if (const auto* lin = dynamic_cast<DynamicLinearImpl*>(item.value().get())) {
+      const bool kept = std::regex_search(item.key(), std::regex(ffn_out));
+      EXPECT_EQ(lin->int8(), !kept) << item.key();
+      float_parts += kept ? 1 : 0;
+    }
+  }
+  EXPECT_EQ(float_parts, 2);
+
+  auto fresh = test::tiny_bert(2, 32, 4, 5);
+  test::expect_error<ConfigError>([&] { quantize_int8(fresh->module(), "layer.("); },
+                                  {"--float-modules 'layer.('", "not a regular expression"});
+  test::expect_error<ConfigError>([&] { quantize_int8(fresh->module(), "lstm"); },
+                                  {"--float-modules 'lstm'", "matches none", "bert.encoder.layer.0"});
+  test::expect_error<ConfigError>([&] { quantize_int8(fresh->module(), "dense|query|key|value|classifier"); },
+                                  {"matches every int8 part"});
+
+  // In a folder: recorded, and loaded with the same parts float.
+  const auto dir = test::temp_dir("quantize_float_modules");
+  auto model = test::tiny_bert(2, 32, 4, 5);
+  fs::create_directories(dir / "float");
+  model->save((dir / "float").string());
+  test::expect_error<ConfigError>(
+      [&] { write_int8_folder(*model, (dir / "float").string(), (dir / "bad").string(), false, "nothing"); },
+      {"--float-modules 'nothing'"});
+  EXPECT_FALSE(fs::exists(dir / "bad"));
+  const auto info = write_int8_folder(*model, (dir / "float").string(), (dir / "int8").string(), false, ffn_out);
+  EXPECT_EQ(info.value("float_modules", ""), ffn_out);
+  auto loaded = load_classifier((dir / "int8").string());
+  // The float model with its matrices rounded as stored, quantized in memory with and without the pattern.
+  const auto rounded = [&] {
+    auto m = load_classifier((dir / "float").string());
+    torch::NoGradGuard g;
+    for (auto& p : m->module().parameters())
+      if (p.dim() >= 2) p.copy_(dequantize_rows(quantize_rows(p)));
+    return m;
+  };
+  auto in_memory = rounded(), all_int8 = rounded();
+  quantize_int8(in_memory->module(), ffn_out);
+  quantize_int8(all_int8->module());
+  const auto b = padded_batch();
+  const auto got = logits(*loaded, b);
+  EXPECT_TRUE(torch::equal(got, logits(*in_memory, b)));
+  EXPECT_FALSE(torch::equal(got, logits(*all_int8, b)));
+  expect_int8_close(got, logits(*model, b));
 }
 
 // An int8 folder of `model`, checked: int8 matrices on disk, weights read back equal to the stored

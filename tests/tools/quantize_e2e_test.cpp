@@ -51,6 +51,13 @@ TEST(QuantizeE2ETest, Int8FolderRunsThroughEvalAndBench) {
   // A random tiny model has near ties, which int8 may tip; most rows keep the float model's label.
   EXPECT_GE(ev["teacher"]["agreement"].get<double>(), 0.75);
 
+  // Mixed: the feed-forward output layers stored int8, computed in float; recorded in the folder.
+  r = run_kd("quantize --model float --output mixed --float-modules 'output\\.dense$'", dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_json((dir / "mixed" / kQuantizationFile).string())["float_modules"], "output\\.dense$");
+  r = run_kd("eval --model mixed --data dev.tsv --out mixed.json", dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+
   r = run_kd("bench infer --model int8 --data dev.tsv --repeats 3 --warmup 1 --out bench.json", dir);
   ASSERT_EQ(r.code, 0) << r.err;
   const auto bench = read_json((dir / "bench.json").string());
@@ -82,6 +89,8 @@ TEST(QuantizeE2ETest, BadInputIsOneLineAndLeavesNothing) {
       {"quantize --model missing --output y", "missing", 3, "y"},
       {"quantize --model float --output int8", "already exists", 2, ""},
       {"quantize --model int8 --output again", "already int8", 4, "again"},
+      {"quantize --model float --output z --float-modules 'layer.('", "--float-modules 'layer.('", 2, "z"},
+      {"quantize --model float --output z --float-modules lstm", "matches none", 2, "z"},
   };
   for (const auto& c : cases) {
     const auto r = run_kd(c.args, dir);

@@ -1,4 +1,4 @@
-// kd quantize --model DIR --output DIR [--type int8] [--overwrite]
+// kd quantize --model DIR --output DIR [--type int8] [--float-modules REGEX] [--overwrite]
 // A classifier folder (teacher or any student) as an int8 folder that every command loads like the
 // float one (kd/models/quantize.h). Causal LMs are quantized by kd export --format gguf --type q8_0.
 #include <filesystem>
@@ -30,6 +30,9 @@ class QuantizeCommand : public Command {
     app.add_option("-o,--output", output_, "folder to write")->required();
     app.add_option("--type", type_, "int8: int8 weights with per-row scales, activations quantized per call")
         ->capture_default_str();
+    app.add_option("--float-modules", float_modules_,
+                   "regex over part names (e.g. 'layer\\.[0-9]+\\.output\\.dense$'): those parts keep int8 weights on disk "
+                   "but compute in float32 (no activation rounding)");
     app.add_flag("--overwrite", overwrite_, "replace --output if it exists");
     common_.add_to(app);
   }
@@ -44,7 +47,7 @@ class QuantizeCommand : public Command {
       throw ConfigError(located("--model " + model_, "kd quantize takes classifier folders; this is a causal LM",
                                 "use kd export --format gguf --type q8_0"));
     auto model = load_classifier(model_);
-    const auto info = write_int8_folder(*model, model_, output_, overwrite_);
+    const auto info = write_int8_folder(*model, model_, output_, overwrite_, float_modules_);
     std::cout << strf("wrote %s (int8 on the %s engine, %lld matrices: %.1f MB, from %.1f MB)\n", output_.c_str(),
                       info.value("engine", std::string("?")).c_str(), static_cast<long long>(info.value("int8_tensors", 0)),
                       static_cast<double>(folder_bytes(output_)) / 1e6,
@@ -53,7 +56,7 @@ class QuantizeCommand : public Command {
   }
 
  private:
-  std::string model_, output_, type_ = "int8";
+  std::string model_, output_, type_ = "int8", float_modules_;
   bool overwrite_ = false;
   CommonOptions common_;
 };

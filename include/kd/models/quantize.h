@@ -33,18 +33,24 @@ class Int8Quantizable {
 };
 
 // Quantizes every Int8Quantizable part of `module` (itself included) and puts it in eval mode.
-// Returns how many parts were quantized.
-int64_t quantize_int8(torch::nn::Module& module);
+// Returns how many parts were quantized. With `keep_float` (an ECMAScript regex, searched in each
+// part's dotted name from `module`, e.g. "bert.encoder.layer.3.output.dense"), the parts it matches
+// stay float: their weights are still stored as int8 rows, but their products run in float32 on the
+// dequantized weights, so only the weight rounding is left and not the activations' (the layers whose
+// inputs have outliers, such as BERT's feed-forward output after GELU; Bondarenko et al. 2021).
+// ConfigError (naming `where`) when the regex does not parse or matches no part.
+int64_t quantize_int8(torch::nn::Module& module, const std::string& keep_float = "",
+                      const std::string& where = "--float-modules");
 
 // For a quantized part's forward: TrainError when the module is in training mode.
 void require_inference(const torch::nn::Module& module);
 
 // Writes `model` (loaded from `source`) as an int8 folder at `out` (staged, renamed into place;
-// `overwrite` replaces an existing folder). FormatError when the model has no part that can be
-// quantized or `source` is already quantized; nothing is left at `out` on error. Returns the
-// kd_quantization.json it wrote.
+// `overwrite` replaces an existing folder); `keep_float` as for quantize_int8, recorded in the folder.
+// FormatError when the model has no part that can be quantized or `source` is already quantized;
+// nothing is left at `out` on error. Returns the kd_quantization.json it wrote.
 nlohmann::json write_int8_folder(TextClassifier& model, const std::string& source, const std::string& out,
-                                 bool overwrite);
+                                 bool overwrite, const std::string& keep_float = "");
 
 // After a model is loaded from `dir`: quantizes it if the folder says so (kd_quantization.json), and
 // returns that file's contents (null when the folder is a float one).
