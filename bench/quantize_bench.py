@@ -10,9 +10,11 @@ the rounds with their range. Verdicts come from TARGETS, declared here, never ty
 Mixed precision, chosen on validation rows, not on dev: with --select-from RUN (a kd run folder whose summary.json
 records the rows of the training file it held out and never trained on) and one or more --float-candidate REGEX,
 each BERT-architecture model is quantized with every part int8 and once per candidate (the parts the regex names
-keep int8 weights but compute in float: `kd quantize --float-modules`). The scheme whose int8 model loses the least
-accuracy on those held-out rows is kept (a tie keeps the earlier, all-int8 first), and only the kept one is scored
-on dev and timed.
+keep int8 weights but compute in float: `kd quantize --float-modules`). On those held-out rows each int8 model is
+compared with its float model (`kd eval --teacher`): the scheme whose predictions agree with the float model's
+most often is kept (a tie keeps the earlier, all-int8 first: more float must buy agreement), and only the kept one
+is scored on dev and timed. Agreement, not accuracy, because an int8 model's flips go both ways: on 2,000 rows
+its net accuracy change is a few sentences of noise, while the flips themselves are what quantization adds.
   .venv/bin/python bench/quantize_bench.py --kd build/kd --data ../shared/data/sst2/dev.tsv --out runs/quantize-bench \
       --model teacher=runs/sst2-teacher/best --model bert-student=runs/sst2-distill-bert/student \
       --model bilstm=runs/sst2-distill/student --model textcnn=runs/sst2-distill-textcnn/student \
@@ -75,22 +77,27 @@ def accuracy(args, model, data, out):
 
 
 def choose_scheme(args, name, folder, model_type, select_data):
-    """[(regex or "", validation drop)] for every scheme tried, and the kept regex ("" = every part int8)."""
+    """[figures of every scheme tried on the held-out rows], and the kept regex ("" = every part int8)."""
     schemes = [""] + (args.float_candidate if model_type in LINEAR_HEAVY else [])
     if len(schemes) == 1 or not select_data:
         return [], ""
-    base = accuracy(args, folder, select_data, os.path.join(args.out, f"{name}-float32-select.json"))
     tried = []
     for i, regex in enumerate(schemes):
         trial = os.path.join(args.out, f"{name}-int8-scheme{i}")
         kd(args, "quantize", "--model", folder, "--output", trial, "--overwrite",
            *(["--float-modules", regex] if regex else []))
-        acc = accuracy(args, trial, select_data, os.path.join(args.out, f"{name}-int8-scheme{i}-select.json"))
-        tried.append({"float_modules": regex, "valid_accuracy_float32": base, "valid_accuracy_int8": acc,
-                      "valid_drop_points": 100 * (base - acc)})
-        print(f"{name} scheme {regex or 'every part int8'}: validation drop {tried[-1]['valid_drop_points']:.2f} points",
-              flush=True)
-    best = min(range(len(tried)), key=lambda i: (tried[i]["valid_drop_points"], i))
+        out = os.path.join(args.out, f"{name}-int8-scheme{i}-select.json")
+        kd(args, "eval", "--model", trial, "--data", select_data, "--teacher", folder, "--out", out)
+        with open(out) as f:
+            ev = json.load(f)
+        tried.append({"float_modules": regex, "valid_rows": ev["n"], "valid_accuracy_float32": ev["teacher"]["accuracy"],
+                      "valid_accuracy_int8": ev["accuracy"],
+                      "valid_drop_points": 100 * (ev["teacher"]["accuracy"] - ev["accuracy"]),
+                      "valid_agreement": ev["teacher"]["agreement"], "valid_kl": ev["teacher"]["kl"]})
+        t = tried[-1]
+        print(f"{name} scheme {regex or 'every part int8'}: agreement with float {t['valid_agreement']:.4f}, "
+              f"KL {t['valid_kl']:.4f}, accuracy drop {t['valid_drop_points']:.2f} points", flush=True)
+    best = min(range(len(tried)), key=lambda i: (-tried[i]["valid_agreement"], i))
     return tried, tried[best]["float_modules"]
 
 
@@ -182,7 +189,8 @@ def main():
 
     for name, r in results.items():
         lines.append(
-            f"| {name} ({r['type']}) | {100 * r['accuracy']['float32']:.2f}% | {100 * r['accuracy']['int8']:.2f}% | "
+            f"| {name} ({r['type']}{'; float: `' + r['float_modules'] + '`' if r['float_modules'] else ''}) | "
+            f"{100 * r['accuracy']['float32']:.2f}% | {100 * r['accuracy']['int8']:.2f}% | "
             f"{r['accuracy_drop_points']:.2f} | {r['batch1_ms']['float32']['median']:.2f} → "
             f"{r['batch1_ms']['int8']['median']:.2f} | {rng(r['speedup_batch1'], '.2f')}× | "
             f"{r['batch64_examples_per_s']['float32']['median']:.0f} → {r['batch64_examples_per_s']['int8']['median']:.0f} | "
@@ -195,8 +203,10 @@ def main():
         lines.append(f"- {name}: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in r["met"].items()))
     for name, r in results.items():
         if r["schemes_tried_on_validation"]:
-            lines.append(f"- {name}, schemes tried on {args.select_from}'s held-out rows (validation drop, points): " +
-                         "; ".join(f"`{t['float_modules'] or 'every part int8'}` {t['valid_drop_points']:.2f}"
+            lines.append(f"- {name}, schemes tried on {args.select_from}'s held-out rows (agreement with the float "
+                         "model, mean KL(float || int8), accuracy drop in points): " +
+                         "; ".join(f"`{t['float_modules'] or 'every part int8'}` {100 * t['valid_agreement']:.2f}%, "
+                                   f"{t['valid_kl']:.4f}, {t['valid_drop_points']:.2f}"
                                    for t in r["schemes_tried_on_validation"]) +
                          f"; kept: `{r['float_modules'] or 'every part int8'}`")
     with open(os.path.join(args.out, "results.md"), "w") as f:
