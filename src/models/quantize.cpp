@@ -65,12 +65,17 @@ std::set<std::string> float_parts(const std::vector<std::pair<std::string, Int8Q
     throw ConfigError(located(flag, std::string("not a regular expression: ") + e.what()));
   }
   std::string known;
+  size_t listed = 0;
   for (const auto& [name, part] : parts) {
     if (std::regex_search(name, pattern)) keep.insert(name);
-    if (known.size() < 120) known += (known.empty() ? "" : ", ") + name;
+    if (known.size() < 120) {
+      known += (known.empty() ? "" : ", ") + name;
+      ++listed;
+    }
   }
   if (keep.empty())
-    throw ConfigError(located(flag, "matches none of the model's int8 parts", "their names: " + known + ", ..."));
+    throw ConfigError(located(flag, "matches none of the model's int8 parts",
+                              "their names: " + known + (listed < parts.size() ? ", ..." : "")));
   if (keep.size() == parts.size())
     throw ConfigError(located(flag, "matches every int8 part, so nothing would run in int8", "match fewer"));
   return keep;

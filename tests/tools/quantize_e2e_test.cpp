@@ -57,11 +57,15 @@ TEST(QuantizeE2ETest, Int8FolderRunsThroughEvalAndBench) {
   EXPECT_EQ(read_json((dir / "mixed" / kQuantizationFile).string())["float_modules"], "output\\.dense$");
   r = run_kd("eval --model mixed --data dev.tsv --out mixed.json", dir);
   ASSERT_EQ(r.code, 0) << r.err;
+  r = run_kd("bench infer --model mixed --data dev.tsv --repeats 1 --warmup 1 --out bench_mixed.json", dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_json((dir / "bench_mixed.json").string())["int8_float_modules"], "output\\.dense$");
 
   r = run_kd("bench infer --model int8 --data dev.tsv --repeats 3 --warmup 1 --out bench.json", dir);
   ASSERT_EQ(r.code, 0) << r.err;
   const auto bench = read_json((dir / "bench.json").string());
   EXPECT_EQ(bench["precision"], "int8_dynamic");
+  EXPECT_TRUE(bench["int8_float_modules"].is_null());
   EXPECT_GT(bench["batch1_ms_median"].get<double>(), 0.0);
   r = run_kd("bench infer --model float --data dev.tsv --repeats 3 --warmup 1 --out bench_float.json", dir);
   ASSERT_EQ(r.code, 0) << r.err;

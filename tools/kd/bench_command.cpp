@@ -392,12 +392,17 @@ class BenchCommand : public Command {
     const ModelProfile p = profile_model(*model, model_, sample, speed_);
     // Which arithmetic ran: an int8 folder (kd quantize) says its method; its engine is this process's.
     const bool is_int8 = fs::exists(fs::path(model_) / kQuantizationFile);
+    // The parts of a mixed int8 folder that multiply in float (kd quantize --float-modules), or null.
+    const nlohmann::json float_modules =
+        is_int8 ? read_json((fs::path(model_) / kQuantizationFile).string()).value("float_modules", nlohmann::json(nullptr))
+                : nlohmann::json(nullptr);
     emit({{"tool", "kd"},
           {"model", model_},
           {"type", model->type()},
           {"precision", is_int8 ? std::string("int8_dynamic") : precision_name(precision.precision)},
           {"precision_reason", is_int8 ? std::string("kd quantize folder") : precision.reason},
           {"int8_engine", is_int8 ? nlohmann::json(int8::engine()) : nlohmann::json(nullptr)},
+          {"int8_float_modules", float_modules},
           {"parameters", p.parameters},
           {"batch1_ms_median", p.latency_ms_b1},
           {"batch1_ms_p90", p.latency_ms_b1_p90},
