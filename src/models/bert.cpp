@@ -227,7 +227,10 @@ BertModelImpl::BertModelImpl(const BertOptions& options) : options_(options) {
 }
 
 ModelOutput BertModelImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& token_type_ids,
-                                   const torch::Tensor& attention_mask, const FeatureRequest& request) {
+                                   const torch::Tensor& attention_mask, const FeatureRequest& request,
+                                   bool pooled_only) {
+  TORCH_CHECK(!(pooled_only && request.any()), "BertModel: pooled_only returns no per-layer features");
+  TORCH_CHECK(!(pooled_only && !pooler_), "BertModel: pooled_only needs the pooling layer");
   TORCH_CHECK(input_ids.dim() == 2, "BertModel: input_ids must be (B, T), got ", input_ids.sizes());
   TORCH_CHECK(!token_type_ids.defined() || token_type_ids.sizes() == input_ids.sizes(),
               "BertModel: token_type_ids ", token_type_ids.sizes(), " must match input_ids ", input_ids.sizes());
@@ -251,7 +254,9 @@ ModelOutput BertModelImpl::forward(const torch::Tensor& input_ids, const torch::
     f.want_probs = request.attention;
     f.want_scores = request.attention_scores;
     f.want_qkv = request.qkv;
-    h = layers[i]->forward(h, mask_bias, &f);  // (B, T, H)
+    const bool last = i + 1 == layers.size();
+    h = layers[i]->forward(h, mask_bias, &f, pooled_only && last);  // (B, T, H); (B, 1, H) if pooled_only
+
     const std::string idx = std::to_string(i + 1);
     if (request.hidden) out.features["hidden." + idx] = h;
     if (request.attention) out.features["attn." + idx] = std::move(f.probs);                // (B, heads, T, T)
@@ -263,7 +268,7 @@ ModelOutput BertModelImpl::forward(const torch::Tensor& input_ids, const torch::
     }
   }
   if (pooler_) out.features["pooled"] = pooler_->forward(h);  // (B, H)
-  out.features["last_hidden"] = std::move(h);
+  if (!pooled_only) out.features["last_hidden"] = std::move(h);
   return out;
 }
 
@@ -289,7 +294,8 @@ BertClassifierImpl::BertClassifierImpl(const BertOptions& options, int64_t num_l
 
 ModelOutput BertClassifierImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& token_type_ids,
                                         const torch::Tensor& attention_mask, const FeatureRequest& request) {
-  ModelOutput out = bert->forward(input_ids, token_type_ids, attention_mask, request);
+  ModelOutput out = bert->forward(input_ids, token_type_ids, attention_mask, request,
+                                  /*pooled_only=*/!is_training() && !request.any());
   out.logits = classifier(dropout(out.features.at("pooled")));  // (B, C)
   return out;
 }

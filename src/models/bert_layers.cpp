@@ -75,12 +75,16 @@ BertSelfAttentionImpl::BertSelfAttentionImpl(const BertOptions& o)
 }
 
 torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias,
-                                             BertLayerFeatures* features) {
+                                             BertLayerFeatures* features, bool first_token_only) {
+  TORCH_CHECK(!(first_token_only && features && (features->want_probs || features->want_scores || features->want_qkv)),
+              "BertSelfAttention: per-layer features need every query position");
   const int64_t B = hidden.size(0), T = hidden.size(1), H = hidden.size(2);
-  auto split_heads = [&](const torch::Tensor& x) {  // (B, T, H) -> (B, heads, T, head_dim), a view
-    return x.view({B, T, heads_, head_dim_}).transpose(1, 2);
+  const int64_t Tq = first_token_only ? 1 : T;  // query positions
+  auto split_heads = [&](const torch::Tensor& x) {  // (B, t, H) -> (B, heads, t, head_dim), a view
+    return x.view({B, x.size(1), heads_, head_dim_}).transpose(1, 2);
   };
-  const torch::Tensor q_flat = query(hidden), k_flat = key(hidden), v_flat = value(hidden);  // (B, T, H)
+  const torch::Tensor q_flat = query(first_token_only ? hidden.narrow(1, 0, 1) : hidden);  // (B, Tq, H)
+  const torch::Tensor k_flat = key(hidden), v_flat = value(hidden);                        // (B, T, H)
   if (features && features->want_qkv) {
     features->query = q_flat;
     features->key = k_flat;
@@ -110,7 +114,7 @@ torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& hidden, const 
         is_training() ? dropout_p_ : 0.0, /*is_causal=*/false);
   }
   // Merging the heads needs a copy: the head axis sits between batch and time.
-  return context.transpose(1, 2).reshape({B, T, H});  // (B, T, H)
+  return context.transpose(1, 2).reshape({B, Tq, H});  // (B, Tq, H)
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -132,8 +136,9 @@ BertAttentionImpl::BertAttentionImpl(const BertOptions& o) {
 }
 
 torch::Tensor BertAttentionImpl::forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias,
-                                         BertLayerFeatures* features) {
-  return output(self_attn(hidden, mask_bias, features), hidden);  // (B, T, H)
+                                         BertLayerFeatures* features, bool first_token_only) {
+  return output(self_attn(hidden, mask_bias, features, first_token_only),
+                first_token_only ? hidden.narrow(1, 0, 1) : hidden);  // (B, Tq, H)
 }
 
 BertIntermediateImpl::BertIntermediateImpl(const BertOptions& o) : act_(o.hidden_act) {
@@ -151,9 +156,9 @@ BertLayerImpl::BertLayerImpl(const BertOptions& o) {
 }
 
 torch::Tensor BertLayerImpl::forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias,
-                                     BertLayerFeatures* features) {
-  auto attended = attention(hidden, mask_bias, features);  // (B, T, H)
-  return output(intermediate(attended), attended);         // (B, T, H)
+                                     BertLayerFeatures* features, bool first_token_only) {
+  auto attended = attention(hidden, mask_bias, features, first_token_only);  // (B, Tq, H)
+  return output(intermediate(attended), attended);                           // (B, Tq, H)
 }
 
 BertEncoderImpl::BertEncoderImpl(const BertOptions& o) {

@@ -197,6 +197,57 @@ TEST(BertTest, FusedAndExplicitAttentionAgree) {
   EXPECT_LT(max_abs_diff(nomask.feature("last_hidden"), ones.feature("last_hidden")), 1e-5);
 }
 
+// At inference with nothing but logits asked for, the last layer computes the [CLS] row alone. Its
+// logits must be those of the full pass up to float32 rounding (the query projection and the feed-forward
+// block multiply 1 row instead of T, so the GEMM kernels may sum in another order), on a padded batch and
+// with an all-padding tail; training, or any feature request, keeps the full pass.
+TEST(BertTest, ClassifierInferenceComputesOnlyTheFirstRowOfTheLastLayer) {
+  torch::manual_seed(11);
+  auto o = tiny_options();
+  o.num_hidden_layers = 3;
+  kd::BertClassifier cls(o, 3);
+  cls->eval();
+  const auto b = tiny_batch();
+  kd::FeatureRequest hidden;
+  hidden.hidden = true;
+  const auto shortcut = cls->forward(b.ids, b.types, b.mask);
+  const auto full = cls->forward(b.ids, b.types, b.mask, hidden);
+  EXPECT_EQ(shortcut.features.count("last_hidden"), 0u);
+  EXPECT_EQ(full.feature("last_hidden").sizes(), (std::vector<int64_t>{2, 7, 16}));
+  const int64_t depth = o.num_hidden_layers + 2;  // the layers, the pooler and the classifier
+  EXPECT_LE(kd::test::tolerance_ratio(shortcut.feature("pooled"), full.feature("pooled"), o.intermediate_size, depth), 1.0);
+  EXPECT_LE(kd::test::tolerance_ratio(shortcut.logits, full.logits, o.intermediate_size, depth), 1.0);
+  // The shortcut's attention still reads every unpadded key. In a 1-layer model the shortened layer is
+  // the only way from token 5 to position 0, so another token there must move the pooled vector by more
+  // than rounding could (the parity tests' margin: 10 bounds).
+  auto one = o;
+  one.num_hidden_layers = 1;
+  kd::BertClassifier single(one, 3);
+  single->eval();
+  auto other = b.ids.clone();
+  other[0][5] = 30;
+  EXPECT_GT(kd::test::tolerance_ratio(single->forward(other, b.types, b.mask).feature("pooled")[0],
+                                      single->forward(b.ids, b.types, b.mask).feature("pooled")[0],
+                                      o.intermediate_size, 3),
+            10.0);
+  // ...and no padded one: changing a padded id of row 1 leaves its logits as they were, up to rounding.
+  other = b.ids.clone();
+  other[1][5] = 30;
+  EXPECT_LE(kd::test::tolerance_ratio(cls->forward(other, b.types, b.mask).logits[1], shortcut.logits[1],
+                                      o.intermediate_size, depth),
+            1.0);
+  // A model without layers has nothing to shorten: the pooler reads the embeddings' first row.
+  auto none = o;
+  none.num_hidden_layers = 0;
+  kd::BertClassifier flat(none, 3);
+  flat->eval();
+  EXPECT_TRUE(torch::equal(flat->forward(b.ids, b.types, b.mask).logits,
+                           flat->forward(b.ids, b.types, b.mask, hidden).logits));
+  // Training runs the full last layer (dropout must draw the masks of the full pass).
+  cls->train();
+  EXPECT_EQ(cls->forward(b.ids, b.types, b.mask).features.count("last_hidden"), 1u);
+}
+
 TEST(BertTest, TokenTypesDefaultToZero) {
   torch::manual_seed(5);
   kd::BertModel model(tiny_options());
@@ -415,7 +466,9 @@ TEST(BertTest, LoadWeightsRoundTripWithAndWithoutPrefix) {
   EXPECT_EQ(missing, (std::vector<std::string>{"classifier.weight", "classifier.bias"}));
   EXPECT_TRUE(torch::equal(cls->classifier->weight, head_before));
   cls->eval();
-  EXPECT_TRUE(torch::equal(cls->forward(b.ids, b.types, b.mask).feature("last_hidden"), want));
+  kd::FeatureRequest hidden;
+  hidden.hidden = true;  // an empty request at inference returns "pooled" alone
+  EXPECT_TRUE(torch::equal(cls->forward(b.ids, b.types, b.mask, hidden).feature("last_hidden"), want));
   kd::BertClassifier cls2(tiny_options(), 3);
   expect_error<kd::FormatError>([&] { kd::load_bert_weights(*cls2, plain, false); },
                                 {"plain.safetensors", "classifier.weight", "allow_new_head"});

@@ -55,8 +55,12 @@ class BertModelImpl : public torch::nn::Module {
   // Returns features "last_hidden" (B, T, H), "pooled" (B, H) when the pooler exists, and the
   // requested per-layer features (FeatureRequest: hidden.i, attn.i, attn_scores.i, query/key/value.i).
   // logits is left undefined (an encoder has no head).
+  // `pooled_only`: the last layer computes position 0 alone, all the pooler reads (its attention still
+  // covers every position), and only "pooled" is returned; it needs an empty request. Same values up to
+  // rounding, less work by the last layer's share of T-1 rows: for a classifier at inference.
   ModelOutput forward(const torch::Tensor& input_ids, const torch::Tensor& token_type_ids,
-                      const torch::Tensor& attention_mask, const FeatureRequest& request = {});
+                      const torch::Tensor& attention_mask, const FeatureRequest& request = {},
+                      bool pooled_only = false);
 
   const BertOptions& options() const { return options_; }
 
@@ -74,7 +78,9 @@ class BertClassifierImpl : public torch::nn::Module {
  public:
   BertClassifierImpl(const BertOptions& options, int64_t num_labels, double classifier_dropout = -1);
 
-  // logits (B, C); features as BertModel::forward.
+  // logits (B, C); features as BertModel::forward. At inference (eval mode) with no features asked for,
+  // the encoder runs pooled_only and "pooled" is the only feature. Training keeps the full last layer, so
+  // that dropout draws the same masks as Hugging Face's and as runs made before this shortcut.
   ModelOutput forward(const torch::Tensor& input_ids, const torch::Tensor& token_type_ids,
                       const torch::Tensor& attention_mask, const FeatureRequest& request = {});
 

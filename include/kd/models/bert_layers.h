@@ -50,8 +50,10 @@ class BertSelfAttentionImpl : public torch::nn::Module {
   // hidden (B, T, H); mask_bias (B, 1, 1, T) additive or undefined. Returns the context (B, T, H) and
   // fills what `features` asks for. Unless the probabilities or scores are asked for, the fused
   // scaled_dot_product_attention kernel is used, since nothing then needs the (T, T) matrix materialised.
+  // With `first_token_only` only position 0 queries (keys and values still cover all T positions) and the
+  // context is (B, 1, H); no features may be asked for then.
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias,
-                        BertLayerFeatures* features = nullptr);
+                        BertLayerFeatures* features = nullptr, bool first_token_only = false);
 
   DynamicLinear query{nullptr}, key{nullptr}, value{nullptr};
   torch::nn::Dropout dropout{nullptr};
@@ -79,8 +81,9 @@ TORCH_MODULE(BertResidualOutput);
 class BertAttentionImpl : public torch::nn::Module {
  public:
   explicit BertAttentionImpl(const BertOptions& o);
+  // (B, T, H), or (B, 1, H) for position 0 alone with `first_token_only` (BertSelfAttention).
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias,
-                        BertLayerFeatures* features = nullptr);
+                        BertLayerFeatures* features = nullptr, bool first_token_only = false);
 
   BertSelfAttention self_attn{nullptr};  // registered as "self" (HF's attribute name)
   BertResidualOutput output{nullptr};
@@ -102,9 +105,11 @@ TORCH_MODULE(BertIntermediate);
 class BertLayerImpl : public torch::nn::Module {
  public:
   explicit BertLayerImpl(const BertOptions& o);
-  // Returns the layer output (B, T, H) and fills what `features` asks for.
+  // Returns the layer output (B, T, H) and fills what `features` asks for. With `first_token_only`, the
+  // output of position 0 alone (B, 1, H), which attends to all T positions: what a pooler reading [CLS]
+  // needs from the last layer, at the cost of the key and value projections only for the other rows.
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias,
-                        BertLayerFeatures* features = nullptr);
+                        BertLayerFeatures* features = nullptr, bool first_token_only = false);
 
   BertAttention attention{nullptr};
   BertIntermediate intermediate{nullptr};
