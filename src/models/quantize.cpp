@@ -134,7 +134,7 @@ nlohmann::json write_int8_folder(TextClassifier& model, const std::string& sourc
   return info;
 }
 
-nlohmann::json apply_folder_quantization(TextClassifier& model, const std::string& dir) {
+nlohmann::json read_folder_quantization(const std::string& dir) {
   const auto path = (fs::path(dir) / kQuantizationFile).string();
   if (!fs::exists(path)) return nullptr;
   auto info = read_json(path);
@@ -144,6 +144,15 @@ nlohmann::json apply_folder_quantization(TextClassifier& model, const std::strin
   if (info.value("format_version", int64_t{0}) != kFormatVersion)
     throw FormatError(located(path + ": format_version", "not supported",
                               "this kd reads version " + std::to_string(kFormatVersion)));
+  if (const auto it = info.find("float_modules"); it != info.end() && !it->is_string())
+    throw FormatError(located(path + ": float_modules", "expected a string (a regex), got " + it->dump()));
+  return info;
+}
+
+nlohmann::json apply_folder_quantization(TextClassifier& model, const std::string& dir) {
+  auto info = read_folder_quantization(dir);
+  if (info.is_null()) return info;
+  const auto path = (fs::path(dir) / kQuantizationFile).string();
   const auto keep = info.value("float_modules", std::string());
   const int64_t parts = quantize_int8(model.module(), keep, path + ": float_modules");
   if (parts == 0)

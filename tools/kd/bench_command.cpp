@@ -391,11 +391,11 @@ class BenchCommand : public Command {
     const TextDataset sample(rows, model->tokenizer(), model->labels(), model->max_length(), data_);
     const ModelProfile p = profile_model(*model, model_, sample, speed_);
     // Which arithmetic ran: an int8 folder (kd quantize) says its method; its engine is this process's.
-    const bool is_int8 = fs::exists(fs::path(model_) / kQuantizationFile);
+    const nlohmann::json quantization = read_folder_quantization(model_);
+    const bool is_int8 = !quantization.is_null();
     // The parts of a mixed int8 folder that multiply in float (kd quantize --float-modules), or null.
     const nlohmann::json float_modules =
-        is_int8 ? read_json((fs::path(model_) / kQuantizationFile).string()).value("float_modules", nlohmann::json(nullptr))
-                : nlohmann::json(nullptr);
+        is_int8 ? quantization.value("float_modules", nlohmann::json(nullptr)) : nlohmann::json(nullptr);
     emit({{"tool", "kd"},
           {"model", model_},
           {"type", model->type()},

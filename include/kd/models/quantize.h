@@ -52,7 +52,11 @@ void require_inference(const torch::nn::Module& module);
 nlohmann::json write_int8_folder(TextClassifier& model, const std::string& source, const std::string& out,
                                  bool overwrite, const std::string& keep_float = "");
 
-// After a model is loaded from `dir`: quantizes it if the folder says so (kd_quantization.json), and
+// The folder's kd_quantization.json, checked (an object of this kd's method and format_version, else a
+// FormatError naming the file and key); null when the folder is a float one.
+nlohmann::json read_folder_quantization(const std::string& dir);
+
+// After a model is loaded from `dir`: quantizes it if the folder says so (read_folder_quantization), and
 // returns that file's contents (null when the folder is a float one).
 nlohmann::json apply_folder_quantization(TextClassifier& model, const std::string& dir);
 
