@@ -255,8 +255,7 @@ ModelOutput BertModelImpl::forward(const torch::Tensor& input_ids, const torch::
     f.want_scores = request.attention_scores;
     f.want_qkv = request.qkv;
     const bool last = i + 1 == layers.size();
-    h = layers[i]->forward(h, mask_bias, &f, pooled_only && last);  // (B, T, H); (B, 1, H) if pooled_only
-
+    h = layers[i]->forward(h, mask_bias, &f, pooled_only && last);  // (B, T, H); the pooled_only last: (B, 1, H)
     const std::string idx = std::to_string(i + 1);
     if (request.hidden) out.features["hidden." + idx] = h;
     if (request.attention) out.features["attn." + idx] = std::move(f.probs);                // (B, heads, T, T)
